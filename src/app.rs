@@ -1,0 +1,222 @@
+//! Wiring: builds the parts from the [`Config`], runs them as tasks and shuts them down
+//! together. A part that fails takes the process down with a non-zero exit.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::{
+    config::{Config, Source},
+    health::Health,
+    http::{AppState, HttpServer},
+    metrics::Metrics,
+    pipeline::{Pipeline, ledger::Ledger},
+    source::{CHANNEL_CAPACITY, kube::KubeSource, replay::ReplaySource},
+};
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A kubeconfig named by a flag could not be used: a bad value, exit status 2.
+    #[error("invalid value for {flag}: {source}")]
+    KubeconfigRejected {
+        flag: &'static str,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("no Kubernetes credentials found (kubeconfig or in-cluster): {0}")]
+    NoCredentials(#[source] anyhow::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    BindFailed {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// 2 for a bad flag value, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::KubeconfigRejected { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// A started exporter: everything bound and connected, nothing running yet.
+pub struct App {
+    config: Config,
+    client: Option<kube::Client>,
+    listener: TcpListener,
+}
+
+impl App {
+    /// Loads credentials and binds the listener; fails before anything runs.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let client = match &config.source {
+            Source::Kube {
+                kubeconfig,
+                context,
+            } => Some(
+                kube_client(
+                    kubeconfig.as_deref(),
+                    context.as_deref(),
+                    config.watch_timeout,
+                )
+                .await?,
+            ),
+            Source::Replay(_) => None,
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::BindFailed {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Self {
+            config,
+            client,
+            listener,
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT, or until a part fails.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            info!("Shutting down.");
+            signals.cancel();
+        });
+        self.run_until(shutdown).await
+    }
+
+    /// Runs until `shutdown` is cancelled or a part fails.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let config = self.config;
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(config.health_failure_threshold));
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let mut tasks = JoinSet::new();
+
+        info!(listen = %self.listener.local_addr()?, "Serving HTTP.");
+        let state = AppState {
+            metrics: metrics.clone(),
+            health: health.clone(),
+        };
+        tasks.spawn(HttpServer::new(self.listener, state).run(shutdown.clone()));
+
+        let streams = match (&config.source, self.client) {
+            (Source::Kube { .. }, Some(client)) => {
+                let source = KubeSource::new(
+                    client,
+                    config.events_api,
+                    config.namespaces.clone(),
+                    config.watch_timeout,
+                    tx,
+                    metrics.clone(),
+                    health.clone(),
+                );
+                let streams = source.stream_count();
+                info!(api = %config.events_api, streams, "Watching events.");
+                tasks.spawn(source.run(shutdown.clone()));
+                streams
+            }
+            (Source::Replay(path), _) => {
+                let source = ReplaySource::new(path.clone(), tx, metrics.clone());
+                // A finished replay is not a failure: its task ends and the rest serves on.
+                tasks.spawn(source.run(shutdown.clone()));
+                1
+            }
+            (Source::Kube { .. }, None) => unreachable!("App::start builds a client for Kube"),
+        };
+
+        let ledger = Ledger::new(config.ledger_ttl);
+        let pipeline = Pipeline::new(rx, ledger, config.namespaces, streams, metrics, health);
+        tasks.spawn(pipeline.run(shutdown.clone()));
+
+        let mut result = Ok(());
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                joined = tasks.join_next() => match joined {
+                    None => break,
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(e))) => {
+                        error!(error = %e, "A task failed; stopping.");
+                        result = Err(e);
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        error!(error = %e, "A task panicked; stopping.");
+                        result = Err(e.into());
+                        break;
+                    }
+                },
+            }
+        }
+        shutdown.cancel();
+        // Parts finish their current step and stop; give them a bounded time.
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            error!("Tasks did not stop within 10s; exiting anyway.");
+        }
+        result
+    }
+}
+
+async fn kube_client(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+    watch_timeout: Duration,
+) -> Result<kube::Client, StartError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let rejected =
+        |flag| move |e: anyhow::Error| StartError::KubeconfigRejected { flag, source: e };
+    let mut config = if let Some(path) = kubeconfig {
+        let kubeconfig =
+            Kubeconfig::read_from(path).map_err(|e| rejected("--kubeconfig")(e.into()))?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| {
+                rejected(if context.is_some() {
+                    "--context"
+                } else {
+                    "--kubeconfig"
+                })(e.into())
+            })?
+    } else if context.is_some() {
+        kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| rejected("--context")(e.into()))?
+    } else {
+        kube::Config::infer()
+            .await
+            .map_err(|e| StartError::NoCredentials(e.into()))?
+    };
+    // A watch answers within its timeoutSeconds; a read that takes longer is a dead connection.
+    config.read_timeout = Some(watch_timeout + Duration::from_secs(30));
+    kube::Client::try_from(config).map_err(|e| StartError::NoCredentials(e.into()))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

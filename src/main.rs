@@ -1,0 +1,58 @@
+//! The binary: parse flags, set up logging, run the app. Exit 2 on a bad flag or value.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kube_event_exporter::{
+    app::App,
+    config::{Args, Config, LogFormat},
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    // clap prints the error naming the flag and exits 2.
+    let args = Args::parse();
+    let config = match Config::try_from(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .expect("no other TLS provider is installed before main");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime needs only threads and epoll");
+    runtime.block_on(async {
+        let app = match App::start(config).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(e.exit_code());
+            }
+        };
+        match app.run().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

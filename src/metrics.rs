@@ -1,0 +1,250 @@
+//! The Prometheus registry: `kube_events_total` and the exporter's self-metrics, rendered as
+//! OpenMetrics or, for clients that ask for it, the classic text format.
+
+use std::{fmt::Write as _, sync::atomic::AtomicU64};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
+    registry::Registry,
+};
+
+use crate::event::Event;
+
+/// Labels of `kube_events_total`. Never the object name, uid or message: the archive has those.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub namespace: String,
+    pub kind: String,
+    pub reason: String,
+    pub r#type: String,
+}
+
+impl EventLabels {
+    pub fn of(event: &Event) -> Self {
+        Self {
+            namespace: event.namespace.clone(),
+            kind: event.regarding.kind.clone(),
+            reason: event.reason.clone(),
+            r#type: event.type_.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+/// Watch event types as the API server sends them; the handles are resolved once.
+#[derive(Debug, Default)]
+pub struct WatchEventCounters {
+    pub added: Counter,
+    pub modified: Counter,
+    pub deleted: Counter,
+    pub bookmark: Counter,
+    pub error: Counter,
+}
+
+/// Every metric the exporter exposes, with hot-path handles resolved at start.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub events: Family<EventLabels, Counter>,
+    pub watch_events: WatchEventCounters,
+    pub skipped_duplicate: Counter,
+    pub skipped_filtered: Counter,
+    pub watch_restarts: Counter,
+    pub watch_gaps: Counter,
+    pub decode_errors: Counter,
+    pub last_event_timestamp: Gauge<f64, AtomicU64>,
+    pub ledger_entries: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "kube_events",
+            "Occurrences of Kubernetes events (count increases), by event namespace, involved object kind, reason and type",
+            events.clone(),
+        );
+
+        let own = registry.sub_registry_with_prefix("kube_event_exporter");
+        own.register(
+            "build",
+            "Build information of the exporter",
+            Info::new(VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+
+        let watch_family = Family::<TypeLabel, Counter>::default();
+        own.register(
+            "watch_events",
+            "Watch events received from the API server (or replayed), by type",
+            watch_family.clone(),
+        );
+        let watch_type = |t| watch_family.get_or_create(&TypeLabel { r#type: t }).clone();
+        let watch_events = WatchEventCounters {
+            added: watch_type("ADDED"),
+            modified: watch_type("MODIFIED"),
+            deleted: watch_type("DELETED"),
+            bookmark: watch_type("BOOKMARK"),
+            error: watch_type("ERROR"),
+        };
+
+        let skipped = Family::<ReasonLabel, Counter>::default();
+        own.register(
+            "occurrences_skipped",
+            "Event updates that added no occurrence: duplicate (count unchanged) or filtered",
+            skipped.clone(),
+        );
+        let skipped_duplicate = skipped
+            .get_or_create(&ReasonLabel {
+                reason: "duplicate",
+            })
+            .clone();
+        let skipped_filtered = skipped
+            .get_or_create(&ReasonLabel { reason: "filtered" })
+            .clone();
+
+        let watch_restarts = Counter::default();
+        own.register(
+            "watch_restarts",
+            "Watch requests re-established after a stream ended or failed",
+            watch_restarts.clone(),
+        );
+        let watch_gaps = Counter::default();
+        own.register(
+            "watch_gaps",
+            "Relists forced by 410 Gone: events may have been missed",
+            watch_gaps.clone(),
+        );
+        let decode_errors = Counter::default();
+        own.register(
+            "decode_errors",
+            "Event records that could not be decoded and were skipped",
+            decode_errors.clone(),
+        );
+        let last_event_timestamp = Gauge::<f64, AtomicU64>::default();
+        own.register(
+            "last_event_timestamp_seconds",
+            "Unix time of the last occurrence counted",
+            last_event_timestamp.clone(),
+        );
+        let ledger_entries = Gauge::default();
+        own.register(
+            "ledger_entries",
+            "Event uids whose last count is remembered for occurrence accounting",
+            ledger_entries.clone(),
+        );
+
+        Self {
+            registry,
+            events,
+            watch_events,
+            skipped_duplicate,
+            skipped_filtered,
+            watch_restarts,
+            watch_gaps,
+            decode_errors,
+            last_event_timestamp,
+            ledger_entries,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode_openmetrics(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The classic Prometheus text format (0.0.4), for clients that do not take OpenMetrics.
+    pub fn encode_classic(&self) -> String {
+        openmetrics_to_classic(&self.encode_openmetrics())
+    }
+}
+
+/// Rewrites OpenMetrics text as the classic format: counter and info families are named by
+/// their samples (`_total`, `_info`), info becomes a gauge, `# UNIT` and `# EOF` go.
+pub fn openmetrics_to_classic(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // prometheus-client writes HELP before TYPE; the HELP name depends on the type.
+    let mut pending_help: Option<(&str, &str)> = None;
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            pending_help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "unknown" => (name.to_owned(), "untyped"),
+                other => (name.to_owned(), other),
+            };
+            if let Some((_, help)) = pending_help.take() {
+                let _ = writeln!(out, "# HELP {name} {help}");
+            }
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_rendering_names_families_by_their_samples() {
+        let m = Metrics::new();
+        m.events
+            .get_or_create(&EventLabels {
+                namespace: "shop".into(),
+                kind: "Pod".into(),
+                reason: "BackOff".into(),
+                r#type: "Warning".into(),
+            })
+            .inc_by(4);
+        let om = m.encode_openmetrics();
+        assert!(om.ends_with("# EOF\n"));
+        assert!(om.contains("# TYPE kube_events counter"));
+        let classic = m.encode_classic();
+        assert!(classic.contains("# HELP kube_events_total Occurrences"));
+        assert!(classic.contains("# TYPE kube_events_total counter"));
+        assert!(classic.contains(
+            r#"kube_events_total{namespace="shop",kind="Pod",reason="BackOff",type="Warning"} 4"#
+        ));
+        assert!(classic.contains("# TYPE kube_event_exporter_build_info gauge"));
+        assert!(classic.contains(r#"kube_event_exporter_build_info{version=""#));
+        assert!(!classic.contains("# EOF"));
+        assert!(classic.contains(r#"kube_event_exporter_watch_events_total{type="BOOKMARK"} 0"#));
+    }
+}

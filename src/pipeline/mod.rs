@@ -1,0 +1,107 @@
+//! The pipeline: source messages in, occurrences out. It turns Event updates into occurrence
+//! counts with the [`ledger`], applies the namespace filter and feeds the consumers (metrics
+//! now). It is the only module that knows who consumes occurrences.
+
+pub mod ledger;
+
+use std::{sync::Arc, time::Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    event::Event,
+    health::Health,
+    metrics::{EventLabels, Metrics},
+    source::SourceMsg,
+};
+use ledger::Ledger;
+
+/// How often unseen ledger entries are swept out.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub struct Pipeline {
+    rx: mpsc::Receiver<SourceMsg>,
+    ledger: Ledger,
+    /// Empty: every namespace.
+    namespaces: Vec<String>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// Streams that still have to report their initial list; ready at zero.
+    unsynced: usize,
+}
+
+impl Pipeline {
+    pub fn new(
+        rx: mpsc::Receiver<SourceMsg>,
+        ledger: Ledger,
+        namespaces: Vec<String>,
+        streams: usize,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            rx,
+            ledger,
+            namespaces,
+            metrics,
+            health,
+            unsynced: streams,
+        }
+    }
+
+    /// Runs until every source is gone or shutdown.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => return Ok(()),
+                },
+                _ = sweep.tick() => {
+                    self.ledger.sweep(Instant::now());
+                    self.metrics.ledger_entries.set(self.ledger.len() as i64);
+                }
+                () = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    pub fn handle(&mut self, msg: SourceMsg) {
+        match msg {
+            SourceMsg::Applied(event) => self.apply(&event),
+            SourceMsg::Deleted { uid } => {
+                self.ledger.forget(&uid);
+                self.metrics.ledger_entries.set(self.ledger.len() as i64);
+            }
+            SourceMsg::Synced => {
+                self.unsynced = self.unsynced.saturating_sub(1);
+                if self.unsynced == 0 {
+                    self.health.set_ready();
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &Event) {
+        if !self.namespaces.is_empty() && !self.namespaces.contains(&event.namespace) {
+            self.metrics.skipped_filtered.inc();
+            return;
+        }
+        let occurrences = self.ledger.observe(&event.uid, event.count, Instant::now());
+        self.metrics.ledger_entries.set(self.ledger.len() as i64);
+        if occurrences == 0 {
+            self.metrics.skipped_duplicate.inc();
+            return;
+        }
+        self.metrics
+            .events
+            .get_or_create(&EventLabels::of(event))
+            .inc_by(occurrences);
+        let last = event.last_seen.as_millisecond() as f64 / 1000.0;
+        if last > self.metrics.last_event_timestamp.get() {
+            self.metrics.last_event_timestamp.set(last);
+        }
+    }
+}
