@@ -207,7 +207,10 @@ async fn kube_client(
             .map_err(|e| StartError::NoCredentials(e.into()))?
     };
     // A watch answers within its timeoutSeconds; a read that takes longer is a dead connection.
-    config.read_timeout = Some(watch_timeout + Duration::from_secs(30));
+    config.read_timeout = Some(watch_timeout + crate::source::kube::STALL_MARGIN);
+    // kube's built-in retry (15 attempts, delays up to 1000s) would hide an outage from the
+    // health check; every stream retries with its own backoff and reports failures.
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| StartError::NoCredentials(e.into()))
 }
 

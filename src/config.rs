@@ -132,7 +132,7 @@ pub struct Args {
     #[arg(long, env = "KEE_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Server-side timeout of one watch request; a stream silent for this long plus 30s is
+    /// Server-side timeout of one watch request; a stream silent for this long plus 5s is
     /// treated as stalled and re-established.
     #[arg(
         long,

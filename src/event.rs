@@ -55,19 +55,12 @@ impl Event {
         let meta = ev.metadata;
         let series_count = ev.series.as_ref().and_then(|s| s.count);
         let series_last = ev.series.and_then(|s| s.last_observed_time).map(|t| t.0);
-        let event_time = ev.event_time.map(|t| t.0);
-        let last_seen = ev
-            .last_timestamp
-            .map(|t| t.0)
-            .or(series_last)
-            .or(event_time)
-            .unwrap_or(observed);
-        let first_seen = ev
-            .first_timestamp
-            .map(|t| t.0)
-            .or(event_time)
-            .unwrap_or(last_seen)
-            .min(last_seen);
+        let (first_seen, last_seen) = seen(
+            ev.first_timestamp.map(|t| t.0),
+            [ev.last_timestamp.map(|t| t.0), series_last],
+            ev.event_time.map(|t| t.0),
+            observed,
+        );
         let source = ev.source.unwrap_or_default();
         let namespace = meta.namespace.unwrap_or_default();
         let name = meta.name.unwrap_or_default();
@@ -78,7 +71,7 @@ impl Event {
             reason: ev.reason.unwrap_or_default(),
             type_: event_type(ev.type_),
             message: truncate_message(ev.message.unwrap_or_default()),
-            count: positive(ev.count.or(series_count)),
+            count: first_positive([series_count, ev.count]),
             first_seen,
             last_seen,
             source: non_empty(source.component)
@@ -99,17 +92,12 @@ impl Event {
         let meta = ev.metadata;
         let series_count = ev.series.as_ref().map(|s| s.count);
         let series_last = ev.series.map(|s| s.last_observed_time.0);
-        let event_time = ev.event_time.map(|t| t.0);
-        let last_seen = series_last
-            .or(ev.deprecated_last_timestamp.map(|t| t.0))
-            .or(event_time)
-            .unwrap_or(observed);
-        let first_seen = ev
-            .deprecated_first_timestamp
-            .map(|t| t.0)
-            .or(event_time)
-            .unwrap_or(last_seen)
-            .min(last_seen);
+        let (first_seen, last_seen) = seen(
+            ev.deprecated_first_timestamp.map(|t| t.0),
+            [ev.deprecated_last_timestamp.map(|t| t.0), series_last],
+            ev.event_time.map(|t| t.0),
+            observed,
+        );
         let deprecated_source = ev.deprecated_source.unwrap_or_default();
         let namespace = meta.namespace.unwrap_or_default();
         let name = meta.name.unwrap_or_default();
@@ -120,7 +108,7 @@ impl Event {
             reason: ev.reason.unwrap_or_default(),
             type_: event_type(ev.type_),
             message: truncate_message(ev.note.unwrap_or_default()),
-            count: positive(series_count.or(ev.deprecated_count)),
+            count: first_positive([series_count, ev.deprecated_count]),
             first_seen,
             last_seen,
             source: non_empty(ev.reporting_controller)
@@ -156,9 +144,34 @@ fn event_type(t: Option<String>) -> String {
     non_empty(t).unwrap_or_else(|| "Normal".to_owned())
 }
 
-/// Counts below 1 (absent, zero, negative) mean the event happened once.
-fn positive(count: Option<i32>) -> u64 {
-    count.map_or(1, |c| u64::try_from(c).unwrap_or(0).max(1))
+/// The series count where there is one, else the deprecated count; counts below 1 (absent,
+/// zero, negative) mean the event happened once. Both APIs pick alike, so one object yields
+/// the same count through either.
+fn first_positive(counts: [Option<i32>; 2]) -> u64 {
+    counts
+        .into_iter()
+        .flatten()
+        .find(|c| *c > 0)
+        .map_or(1, |c| c.unsigned_abs().into())
+}
+
+/// First and last occurrence: the latest of the last-timestamp fields, the first timestamp,
+/// each falling back to `eventTime` and then to when the exporter observed the object.
+fn seen(
+    first: Option<Timestamp>,
+    lasts: [Option<Timestamp>; 2],
+    event_time: Option<Timestamp>,
+    observed: Timestamp,
+) -> (Timestamp, Timestamp) {
+    let last = lasts
+        .into_iter()
+        .flatten()
+        .max()
+        .or(event_time)
+        .or(first)
+        .unwrap_or(observed);
+    let first = first.or(event_time).unwrap_or(last).min(last);
+    (first, last)
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {

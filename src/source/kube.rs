@@ -26,6 +26,10 @@ use crate::{config::EventsApi, event::Event, health::Health, metrics::Metrics};
 /// Page size of the initial list: what kube-rs and kubectl use.
 const LIST_PAGE_SIZE: u32 = 500;
 
+/// How long past its `timeoutSeconds` a silent watch is given before it counts as stalled:
+/// kube-rs's own margin.
+pub const STALL_MARGIN: Duration = Duration::from_secs(5);
+
 /// An Event type of one of the two APIs.
 pub trait EventObject:
     kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -250,8 +254,8 @@ impl<K: EventObject> WatchStream<K> {
         let stream = self.api.watch(&params, &rv).await.map_err(classify)?;
         self.set_failing(false);
         let mut stream = stream.boxed();
-        // The server closes the stream after timeoutSeconds; anything much longer is a stall.
-        let stall_after = self.watch_timeout + Duration::from_secs(30);
+        // The server closes the stream after timeoutSeconds; silence beyond that is a stall.
+        let stall_after = self.watch_timeout + STALL_MARGIN;
         loop {
             let item = tokio::time::timeout(stall_after, stream.try_next())
                 .await

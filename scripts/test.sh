@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh Debian machine: installs what the tests need (Prometheus with
+# promtool, Alertmanager), then formatting, lints, unit tests and the end-to-end suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing ${missing[*]} from Debian."
+  # Keep apt from starting the daemons on their default ports.
+  if [ ! -x /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod +x /usr/sbin/policy-rc.d
+  fi
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    prometheus prometheus-alertmanager >/dev/null
+fi
+command -v kubectl >/dev/null || {
+  echo "kubectl is needed for the fake API server's fidelity test; install kubectl." >&2
+  exit 1
+}
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked

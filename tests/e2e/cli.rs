@@ -1,0 +1,168 @@
+//! The command line as a user meets it: bad values exit 2 naming the flag, `--help` documents
+//! every flag with its environment variable, and the exposition is lint-clean.
+
+use std::process::Command;
+
+use crate::support::Exporter;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(Exporter::binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run exporter");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_values_exit_2_naming_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (args, env, flag) in [
+        (&["--listen", "nowhere"][..], &[][..], "--listen"),
+        (&["--events-api", "v2"], &[], "--events-api"),
+        (&["--namespace", "Not_A_Namespace"], &[], "--namespace"),
+        (&["--replay", "/no/such/file"], &[], "--replay"),
+        (
+            &["--kubeconfig", "/no/such/kubeconfig"],
+            &[],
+            "--kubeconfig",
+        ),
+        (&["--log-format", "xml"], &[], "--log-format"),
+        (
+            &["--health-failure-threshold", "soon"],
+            &[],
+            "--health-failure-threshold",
+        ),
+        (&["--no-such-flag"], &[], "--no-such-flag"),
+        (&[], &[("KEE_LISTEN", "bad")], "--listen"),
+        (&[], &[("KEE_EVENTS_API", "v9")], "--events-api"),
+    ] {
+        let (code, stderr) = run(args, env);
+        assert_eq!(code, 2, "{args:?} {env:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(flag),
+            "{args:?} {env:?}: first line {first:?} does not name {flag}"
+        );
+    }
+    // A kubeconfig that exists but is not one.
+    let bogus = dir.path().join("kubeconfig");
+    std::fs::write(&bogus, "this: [is not a kubeconfig").expect("write");
+    let (code, stderr) = run(
+        &[
+            "--kubeconfig",
+            bogus.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("--kubeconfig"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_documents_every_flag_with_its_env_and_default() {
+    let out = Command::new(Exporter::binary())
+        .arg("--help")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, env) in [
+        ("--listen", "KEE_LISTEN"),
+        ("--kubeconfig", "KEE_KUBECONFIG"),
+        ("--context", "KEE_CONTEXT"),
+        ("--events-api", "KEE_EVENTS_API"),
+        ("--namespace", "KEE_NAMESPACE"),
+        ("--replay", "KEE_REPLAY"),
+        ("--log-format", "KEE_LOG_FORMAT"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(&format!("env: {env}")),
+            "{flag} / {env} missing from --help:\n{help}"
+        );
+    }
+    assert!(help.contains("[default: 0.0.0.0:9102]"));
+    assert!(help.contains("[default: events.k8s.io/v1]"));
+}
+
+/// promtool (2.42) lints the classic text format; the exporter serves it to clients that ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposition_is_openmetrics_by_default_and_promtool_clean() {
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/events.jsonl");
+    let exporter = Exporter::start(&["--replay", sample.to_str().expect("utf-8")]).await;
+    exporter.wait_ready().await;
+    let client = crate::support::http();
+    let om = client
+        .get(exporter.url("/metrics"))
+        .send()
+        .await
+        .expect("get");
+    assert!(
+        om.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(om.text().await.expect("body").ends_with("# EOF\n"));
+
+    let classic = client
+        .get(exporter.url("/metrics"))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .expect("get");
+    assert!(
+        classic.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = classic.text().await.expect("body");
+    assert!(text.contains("kube_events_total{"));
+    let lint = promtool_check_metrics(&text);
+    assert_eq!(lint, (0, String::new()), "promtool check metrics");
+
+    // The lint can fail: a counter without help and with a bad name is reported.
+    let (code, out) = promtool_check_metrics("# TYPE bad_counter counter\nbad_counter 1\n");
+    assert_ne!(
+        (code, out.as_str()),
+        (0, ""),
+        "promtool must reject a lint-dirty exposition"
+    );
+}
+
+fn promtool_check_metrics(text: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), report.trim().to_owned())
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the real binary against the fake API server, kubectl, Prometheus and
+//! promtool. One test binary, so the suite links once.
+
+// Counter samples are integers, exact in f64: comparing them exactly is right.
+#![allow(clippy::float_cmp)]
+// Scenarios read top to bottom as scripts; splitting them would hide the story.
+#![allow(clippy::too_many_lines)]
+
+mod support;
+
+mod cli;
+mod replay;
+mod watch;

@@ -1,0 +1,372 @@
+//! Test support: the real exporter binary as a child process, a real Prometheus, the fake API
+//! server, and helpers to poll with a deadline (tests never sleep to wait).
+
+#![allow(dead_code)]
+
+pub mod fake_apiserver;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// A free loopback port. The tiny window before the child binds it is retried by `Exporter`.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind :0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Polls `check` every 50 ms until it yields `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("reqwest client")
+}
+
+/// The exporter binary, run as a child process on a free loopback port; killed on drop.
+pub struct Exporter {
+    child: Child,
+    pub addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    pub fn binary() -> &'static str {
+        env!("CARGO_BIN_EXE_kube-event-exporter")
+    }
+
+    /// Starts the exporter with `args` plus `--listen`; waits until it answers HTTP.
+    pub async fn start(args: &[&str]) -> Self {
+        Self::start_with_stdin(args, Stdio::null()).await
+    }
+
+    pub async fn start_with_stdin(args: &[&str], stdin: Stdio) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("exporter.log");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let child = Command::new(Self::binary())
+            .args(args)
+            .args(["--listen", &addr.to_string()])
+            .env("RUST_LOG", "info,kube_event_exporter=debug")
+            .stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn exporter");
+        let mut exporter = Self {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        };
+        let client = http();
+        let url = exporter.url("/healthz");
+        wait_for(
+            "the exporter to serve HTTP",
+            Duration::from_secs(20),
+            || {
+                let (client, url) = (client.clone(), url.clone());
+                async move { client.get(&url).send().await.ok().map(|_| ()) }
+            },
+        )
+        .await;
+        assert!(
+            exporter.child.try_wait().expect("try_wait").is_none(),
+            "exporter exited: {}",
+            exporter.logs()
+        );
+        exporter
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        match http().get(self.url(path)).send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    pub async fn metrics(&self) -> Samples {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        Samples::parse(&body)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        self.wait_status("/readyz", 200, Duration::from_secs(30))
+            .await;
+    }
+
+    /// Waits until `path` answers `status`; returns the body. Panics with the logs on timeout.
+    pub async fn wait_status(&self, path: &str, status: u16, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (got, body) = self.get(path).await;
+            if got == status {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} answered {got} {body:?}, not {status}, for {timeout:?}; logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `kube_events_total` equals `expected`.
+    pub async fn wait_totals(&self, expected: &Totals) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let last = self.metrics().await.event_totals();
+            if last == *expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kube_events_total never matched.\nexpected: {expected:#?}\nlast: {last:#?}\nlogs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "exporter ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The labels of `kube_events_total`: namespace, kind, reason, type.
+pub type TotalsKey = (String, String, String, String);
+
+/// `kube_events_total` as `(namespace, kind, reason, type) → value`.
+pub type Totals = BTreeMap<TotalsKey, u64>;
+
+pub fn totals_key(namespace: &str, kind: &str, reason: &str, type_: &str) -> TotalsKey {
+    (namespace.into(), kind.into(), reason.into(), type_.into())
+}
+
+/// Parsed exposition samples: `name` and labels → value.
+#[derive(Debug, Default)]
+pub struct Samples(pub Vec<(String, BTreeMap<String, String>, f64)>);
+
+impl Samples {
+    pub fn parse(text: &str) -> Self {
+        let mut out = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
+            let value: f64 = value.parse().expect("numeric sample value");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, parse_labels(rest.trim_end_matches('}'))),
+                None => (series, BTreeMap::new()),
+            };
+            out.push((name.to_owned(), labels, value));
+        }
+        Self(out)
+    }
+
+    /// The value of `name` with exactly these labels, if present.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.0
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && l.len() == labels.len()
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| *v)
+    }
+
+    /// The value of an unlabelled sample, 0 when absent.
+    pub fn value(&self, name: &str) -> f64 {
+        self.get(name, &[]).unwrap_or(0.0)
+    }
+
+    pub fn event_totals(&self) -> Totals {
+        self.0
+            .iter()
+            .filter(|(n, _, v)| n == "kube_events_total" && *v > 0.0)
+            .map(|(_, l, v)| {
+                let g = |k: &str| l.get(k).cloned().unwrap_or_default();
+                (
+                    (g("namespace"), g("kind"), g("reason"), g("type")),
+                    *v as u64,
+                )
+            })
+            .collect()
+    }
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, other)) => value.push(other),
+                    None => {}
+                },
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(key.trim_start_matches(',').trim().to_owned(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
+/// A real Prometheus (Debian's), scraping `targets` every second; stopped on drop.
+pub struct Prometheus {
+    child: Child,
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub async fn start(targets: &[SocketAddr], rule_files: &[&Path]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let rules: Vec<String> = rule_files
+            .iter()
+            .map(|r| format!("  - '{}'\n", r.display()))
+            .collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}scrape_configs:\n  - job_name: kube-event-exporter\n    static_configs:\n      - targets: [{}]\n",
+            if rules.is_empty() {
+                "  []\n".to_owned()
+            } else {
+                rules.concat()
+            },
+            targets.join(", ")
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write prometheus.yml");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log"))
+            .spawn()
+            .expect("spawn prometheus (apt-get install prometheus)");
+        let p = Self { child, addr, dir };
+        let url = format!("http://{addr}/-/ready");
+        wait_for("Prometheus to be ready", Duration::from_secs(30), || {
+            let url = url.clone();
+            async move {
+                http()
+                    .get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+        p
+    }
+
+    /// Runs an instant query; returns the `data` object of the answer.
+    pub async fn query(&self, promql: &str) -> Result<Value, String> {
+        let r = http()
+            .get(format!("http://{}/api/v1/query", self.addr))
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body: Value = r.json().await.map_err(|e| e.to_string())?;
+        if body["status"] != "success" {
+            return Err(body.to_string());
+        }
+        Ok(body["data"].clone())
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
