@@ -9,6 +9,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::{
+    archive::{
+        Archive, LedgerEntry, Restored,
+        limits::ArchiveLimiter,
+        writer::{self, ArchiveSink, WriterSettings},
+    },
     config::{Config, Source},
     health::Health,
     http::{AppState, HttpServer},
@@ -27,6 +32,9 @@ pub enum StartError {
         #[source]
         source: anyhow::Error,
     },
+    /// The archive file could not be opened or created: exit status 2.
+    #[error("invalid value for --archive-path: {0}")]
+    ArchiveRejected(#[source] crate::archive::ArchiveError),
     #[error("no Kubernetes credentials found (kubeconfig or in-cluster): {0}")]
     NoCredentials(#[source] anyhow::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -41,7 +49,7 @@ impl StartError {
     /// 2 for a bad flag value, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::KubeconfigRejected { .. } => 2,
+            Self::KubeconfigRejected { .. } | Self::ArchiveRejected(_) => 2,
             _ => 1,
         }
     }
@@ -52,6 +60,8 @@ pub struct App {
     config: Config,
     client: Option<kube::Client>,
     listener: TcpListener,
+    archive: Archive,
+    restored: Restored,
 }
 
 impl App {
@@ -71,6 +81,14 @@ impl App {
             ),
             Source::Replay(_) => None,
         };
+        let archive = Archive::open(&config.archive.path).map_err(StartError::ArchiveRejected)?;
+        let restored = archive.restore().map_err(StartError::ArchiveRejected)?;
+        info!(
+            path = %config.archive.path.display(),
+            ledger = restored.ledger.len(),
+            checkpoints = restored.checkpoints.len(),
+            "Archive open."
+        );
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -82,6 +100,8 @@ impl App {
             config,
             client,
             listener,
+            archive,
+            restored,
         })
     }
 
@@ -105,10 +125,26 @@ impl App {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let mut tasks = JoinSet::new();
 
+        // The writer outlives the other tasks: it commits what the pipeline queued last.
+        let (sink, archive_writer) = writer::channel(
+            self.archive.clone(),
+            ArchiveLimiter::new(config.archive.limits),
+            WriterSettings {
+                retention: config.archive.retention,
+                max_bytes: config.archive.max_bytes,
+            },
+            metrics.clone(),
+        );
+        let writer_stop = CancellationToken::new();
+        let writer_task = tokio::spawn(archive_writer.run(writer_stop.clone()));
+
+        let ledger = restore_ledger(config.ledger_ttl, self.restored.ledger, &sink);
+
         info!(listen = %self.listener.local_addr()?, "Serving HTTP.");
         let state = AppState {
             metrics: metrics.clone(),
             health: health.clone(),
+            archive: self.archive.clone(),
         };
         tasks.spawn(HttpServer::new(self.listener, state).run(shutdown.clone()));
 
@@ -119,6 +155,7 @@ impl App {
                     config.events_api,
                     config.namespaces.clone(),
                     config.watch_timeout,
+                    self.restored.checkpoints,
                     tx,
                     metrics.clone(),
                     health.clone(),
@@ -137,8 +174,15 @@ impl App {
             (Source::Kube { .. }, None) => unreachable!("App::start builds a client for Kube"),
         };
 
-        let ledger = Ledger::new(config.ledger_ttl);
-        let pipeline = Pipeline::new(rx, ledger, config.namespaces, streams, metrics, health);
+        let pipeline = Pipeline::new(
+            rx,
+            ledger,
+            config.namespaces,
+            streams,
+            metrics,
+            health,
+            sink,
+        );
         tasks.spawn(pipeline.run(shutdown.clone()));
 
         let mut result = Ok(());
@@ -170,8 +214,33 @@ impl App {
         {
             error!("Tasks did not stop within 10s; exiting anyway.");
         }
+        writer_stop.cancel();
+        match writer_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!(error = %e, "Archive writer failed."),
+            Err(e) => error!(error = %e, "Archive writer panicked."),
+        }
         result
     }
+}
+
+/// The ledger as the archive left it; entries unseen for longer than the ttl are dropped
+/// (and forgotten in the archive too).
+fn restore_ledger(
+    ttl: Duration,
+    entries: Vec<(String, LedgerEntry)>,
+    sink: &ArchiveSink,
+) -> Ledger {
+    let mut ledger = Ledger::new(ttl);
+    let now = std::time::Instant::now();
+    let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
+    for (uid, entry) in entries {
+        let age = Duration::from_secs(now_secs.saturating_sub(entry.touched));
+        if !ledger.restore(uid.clone(), entry.count, entry.archived, age, now) {
+            sink.forget(&uid);
+        }
+    }
+    ledger
 }
 
 async fn kube_client(

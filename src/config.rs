@@ -3,7 +3,7 @@
 //! Every flag also reads `KEE_<FLAG>`; every check that can fail runs here, before anything
 //! starts, so a bad value exits with status 2 and names the flag.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, num::NonZeroU32, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
@@ -89,6 +89,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A byte size: `500000000`, `512MiB`, `10GiB`, `2GB`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a size like 500MiB, 10GiB or 2000000000");
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(factor).map(Self).ok_or_else(bad)
+    }
+}
+
 /// The command line. Parse it with [`Args::try_parse_from`] in tests.
 #[derive(Debug, Parser)]
 #[command(name = "kube-event-exporter", version, about, max_term_width = 100)]
@@ -161,6 +189,66 @@ pub struct Args {
         default_value = "2h"
     )]
     pub ledger_ttl: HumanDuration,
+
+    /// The redb archive file (created if missing).
+    #[arg(
+        long,
+        env = "KEE_ARCHIVE_PATH",
+        value_name = "PATH",
+        default_value = "./kube-event-exporter.redb"
+    )]
+    pub archive_path: PathBuf,
+
+    /// Archived events whose last occurrence is older than this are deleted.
+    #[arg(
+        long,
+        env = "KEE_ARCHIVE_RETENTION",
+        value_name = "DURATION",
+        default_value = "7d"
+    )]
+    pub archive_retention: HumanDuration,
+
+    /// Evict the oldest records while the archive's live pages exceed this size
+    /// (e.g. 10GiB) [default: no cap].
+    #[arg(long, env = "KEE_ARCHIVE_MAX_BYTES", value_name = "SIZE")]
+    pub archive_max_bytes: Option<ByteSize>,
+
+    /// New archive records per second per namespace (updates of archived events are never
+    /// limited).
+    #[arg(
+        long,
+        env = "KEE_ARCHIVE_NAMESPACE_RATE",
+        value_name = "N",
+        default_value = "10"
+    )]
+    pub archive_namespace_rate: NonZeroU32,
+
+    /// New archive records a namespace may write at once, above its rate.
+    #[arg(
+        long,
+        env = "KEE_ARCHIVE_NAMESPACE_BURST",
+        value_name = "N",
+        default_value = "500"
+    )]
+    pub archive_namespace_burst: NonZeroU32,
+
+    /// New archive records per second, all namespaces together.
+    #[arg(
+        long,
+        env = "KEE_ARCHIVE_RATE",
+        value_name = "N",
+        default_value = "200"
+    )]
+    pub archive_rate: NonZeroU32,
+
+    /// New archive records all namespaces together may write at once, above the rate.
+    #[arg(
+        long,
+        env = "KEE_ARCHIVE_BURST",
+        value_name = "N",
+        default_value = "5000"
+    )]
+    pub archive_burst: NonZeroU32,
 }
 
 /// Where events come from.
@@ -187,6 +275,16 @@ pub struct Config {
     pub watch_timeout: Duration,
     pub health_failure_threshold: Duration,
     pub ledger_ttl: Duration,
+    pub archive: ArchiveConfig,
+}
+
+/// Where and how events are archived.
+#[derive(Clone, Debug)]
+pub struct ArchiveConfig {
+    pub path: PathBuf,
+    pub retention: Duration,
+    pub max_bytes: Option<u64>,
+    pub limits: crate::archive::limits::ArchiveLimits,
 }
 
 /// A configuration value that failed validation; the message starts with the flag.
@@ -249,6 +347,32 @@ impl TryFrom<Args> for Config {
         if args.watch_timeout.0 < Duration::from_secs(1) {
             return Err(invalid("--watch-timeout", "must be at least 1s"));
         }
+        if args.archive_retention.0 < Duration::from_secs(60) {
+            return Err(invalid("--archive-retention", "must be at least 1m"));
+        }
+        if let Some(dir) = args
+            .archive_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(invalid(
+                "--archive-path",
+                format!("directory {} does not exist", dir.display()),
+            ));
+        }
+        if args.archive_path.is_dir() {
+            return Err(invalid(
+                "--archive-path",
+                format!("{} is a directory", args.archive_path.display()),
+            ));
+        }
+        // Below a few MiB redb's own metadata would trip the cap.
+        if let Some(ByteSize(max)) = args.archive_max_bytes
+            && max < 16 << 20
+        {
+            return Err(invalid("--archive-max-bytes", "must be at least 16MiB"));
+        }
         Ok(Self {
             listen: args.listen,
             source,
@@ -258,6 +382,17 @@ impl TryFrom<Args> for Config {
             watch_timeout: args.watch_timeout.0,
             health_failure_threshold: args.health_failure_threshold.0,
             ledger_ttl: args.ledger_ttl.0,
+            archive: ArchiveConfig {
+                path: args.archive_path,
+                retention: args.archive_retention.0,
+                max_bytes: args.archive_max_bytes.map(|b| b.0),
+                limits: crate::archive::limits::ArchiveLimits {
+                    namespace_rate: args.archive_namespace_rate,
+                    namespace_burst: args.archive_namespace_burst,
+                    global_rate: args.archive_rate,
+                    global_burst: args.archive_burst,
+                },
+            },
         })
     }
 }
@@ -335,11 +470,31 @@ mod tests {
             (&["--kubeconfig", "/no/such/file"], "--kubeconfig"),
             (&["--log-format", "xml"], "--log-format"),
             (&["--watch-timeout", "soon"], "--watch-timeout"),
+            (&["--archive-path", "/no/such/dir/a.redb"], "--archive-path"),
+            (&["--archive-retention", "30s"], "--archive-retention"),
+            (
+                &["--archive-max-bytes", "12 parsecs"],
+                "--archive-max-bytes",
+            ),
+            (&["--archive-max-bytes", "1MiB"], "--archive-max-bytes"),
+            (
+                &["--archive-namespace-rate", "0"],
+                "--archive-namespace-rate",
+            ),
         ] {
             let err = parse(args).unwrap_err();
             let first = err.lines().next().unwrap();
             assert!(first.contains(flag), "{args:?}: {first}");
         }
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!("10GiB".parse(), Ok(ByteSize(10 << 30)));
+        assert_eq!("2GB".parse(), Ok(ByteSize(2_000_000_000)));
+        assert_eq!("4096".parse(), Ok(ByteSize(4096)));
+        assert!("lots".parse::<ByteSize>().is_err());
+        assert!("99999999999TiB".parse::<ByteSize>().is_err());
     }
 
     #[test]

@@ -1,18 +1,30 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz`. It only reads shared state.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the archive API `/api/v1/events`.
+//! It only reads shared state.
 
 use std::sync::Arc;
 
 use axum::{
-    Router,
-    extract::State,
+    Json, Router,
+    extract::{RawQuery, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
+use jiff::Timestamp;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::error;
 
-use crate::{health::Health, metrics::Metrics};
+use crate::{
+    archive::{
+        Archive, ArchiveError,
+        query::{self, InvalidQuery, Page, Query},
+    },
+    event::Event,
+    health::Health,
+    metrics::Metrics,
+};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -22,6 +34,7 @@ const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    pub archive: Archive,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -29,7 +42,136 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/api/v1/events", get(events))
         .with_state(state)
+}
+
+/// Every error the API answers: a user's bad input is a 400 with a plain message and is not
+/// logged; anything else is a real internal failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    InvalidQuery(#[from] InvalidQuery),
+    #[error(transparent)]
+    ArchiveFailed(#[from] ArchiveError),
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::ArchiveFailed(e) => {
+                error!(error = %e, "Archive query failed.");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// One archived event as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct Item<'a> {
+    pub uid: &'a str,
+    pub namespace: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub reason: &'a str,
+    #[serde(rename = "type")]
+    pub type_: &'a str,
+    pub message: &'a str,
+    pub count: u64,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub source: &'a str,
+    pub host: &'a str,
+    pub object_uid: &'a str,
+    pub object_namespace: &'a str,
+    pub object_api_version: &'a str,
+    pub field_path: &'a str,
+    pub reporting_instance: &'a str,
+    pub action: &'a str,
+    pub event_name: &'a str,
+}
+
+impl<'a> From<&'a Event> for Item<'a> {
+    fn from(e: &'a Event) -> Self {
+        Self {
+            uid: &e.uid,
+            namespace: &e.namespace,
+            kind: &e.regarding.kind,
+            name: &e.regarding.name,
+            reason: &e.reason,
+            type_: &e.type_,
+            message: &e.message,
+            count: e.count,
+            first_seen: e.first_seen,
+            last_seen: e.last_seen,
+            source: &e.source,
+            host: &e.host,
+            object_uid: &e.regarding.uid,
+            object_namespace: &e.regarding.namespace,
+            object_api_version: &e.regarding.api_version,
+            field_path: &e.regarding.field_path,
+            reporting_instance: &e.reporting_instance,
+            action: &e.action,
+            event_name: &e.name,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PageBody<'a> {
+    items: Vec<Item<'a>>,
+    next_cursor: Option<String>,
+}
+
+/// Parses the raw query string; malformed escapes decode lossily, like every Go server.
+fn parse_query(raw: Option<&str>, now: Timestamp) -> Result<Query, InvalidQuery> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| InvalidQuery(format!("query string is not form-encoded: {e}")))?;
+    Query::parse(&pairs, now)
+}
+
+async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let now = Timestamp::now();
+    let mut q = parse_query(raw.as_deref(), now)?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.starts_with("text/plain") {
+        q.table = true;
+    }
+    let archive = state.archive.clone();
+    let q2 = q.clone();
+    let page: Page = tokio::task::spawn_blocking(move || archive.query(&q2))
+        .await
+        .map_err(ArchiveError::from)??;
+    if q.table {
+        let text = query::table(&page, q.namespace.is_none(), now);
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+    }
+    let body = PageBody {
+        items: page.items.iter().map(Item::from).collect(),
+        next_cursor: page.next_cursor.as_ref().map(query::Cursor::encode),
+    };
+    Ok(Json(body).into_response())
 }
 
 /// OpenMetrics unless the client asks for the classic text format and not for OpenMetrics.

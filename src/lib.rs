@@ -14,6 +14,7 @@
 //! module that knows its consumers. [`app`] wires the long-running parts together.
 
 pub mod app;
+pub mod archive;
 pub mod config;
 pub mod event;
 pub mod health;

@@ -10,6 +10,17 @@ use std::{
 struct Entry {
     count: u64,
     touched: Instant,
+    /// Whether the event's record made it into the archive (it may have been rate limited).
+    archived: bool,
+}
+
+/// What one sighting of an event means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// New occurrences: all of them for an unknown uid, the increase for a known one.
+    pub occurrences: u64,
+    /// Whether the event's record is already archived.
+    pub archived: bool,
 }
 
 /// Remembers the highest count seen per event uid. Bounded: an entry goes when its event is
@@ -28,24 +39,62 @@ impl Ledger {
         }
     }
 
-    /// Records that event `uid` has happened `count` times and returns how many of those are
-    /// new: all of them for an unknown uid, the increase for a known one, never a negative.
-    pub fn observe(&mut self, uid: &str, count: u64, now: Instant) -> u64 {
+    /// Records that event `uid` has happened `count` times and says how many of those are new
+    /// (never a negative: a stale or repeated delivery is zero).
+    pub fn observe(&mut self, uid: &str, count: u64, now: Instant) -> Observation {
         if let Some(entry) = self.entries.get_mut(uid) {
             entry.touched = now;
-            let delta = count.saturating_sub(entry.count);
+            let occurrences = count.saturating_sub(entry.count);
             entry.count = entry.count.max(count);
-            delta
+            Observation {
+                occurrences,
+                archived: entry.archived,
+            }
         } else {
             self.entries.insert(
                 uid.to_owned(),
                 Entry {
                     count,
                     touched: now,
+                    archived: false,
                 },
             );
-            count
+            Observation {
+                occurrences: count,
+                archived: false,
+            }
         }
+    }
+
+    pub fn set_archived(&mut self, uid: &str) {
+        if let Some(entry) = self.entries.get_mut(uid) {
+            entry.archived = true;
+        }
+    }
+
+    /// Puts back an entry from the archive, last seen `age` ago; entries older than the ttl
+    /// are not restored. Returns whether it was.
+    pub fn restore(
+        &mut self,
+        uid: String,
+        count: u64,
+        archived: bool,
+        age: Duration,
+        now: Instant,
+    ) -> bool {
+        if age >= self.ttl {
+            return false;
+        }
+        let touched = now.checked_sub(age).unwrap_or(now);
+        self.entries.insert(
+            uid,
+            Entry {
+                count,
+                touched,
+                archived,
+            },
+        );
+        true
     }
 
     /// The event was deleted; its uid is never reused.
@@ -53,13 +102,19 @@ impl Ledger {
         self.entries.remove(uid);
     }
 
-    /// Drops entries not seen for the ttl; returns how many went.
-    pub fn sweep(&mut self, now: Instant) -> usize {
-        let before = self.entries.len();
+    /// Drops entries not seen for the ttl; returns their uids.
+    pub fn sweep(&mut self, now: Instant) -> Vec<String> {
         let ttl = self.ttl;
-        self.entries
-            .retain(|_, e| now.saturating_duration_since(e.touched) < ttl);
-        before - self.entries.len()
+        let expired: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.touched) >= ttl)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in &expired {
+            self.entries.remove(uid);
+        }
+        expired
     }
 
     pub fn len(&self) -> usize {
@@ -79,12 +134,13 @@ mod tests {
     fn deltas() {
         let t = Instant::now();
         let mut l = Ledger::new(Duration::from_secs(60));
-        assert_eq!(l.observe("a", 3, t), 3);
-        assert_eq!(l.observe("a", 7, t), 4, "3 → 7 is four occurrences");
-        assert_eq!(l.observe("a", 7, t), 0, "an unchanged object adds nothing");
-        assert_eq!(l.observe("a", 5, t), 0, "a stale delivery adds nothing");
-        assert_eq!(l.observe("a", 8, t), 1, "and does not lower the mark");
-        assert_eq!(l.observe("b", 1, t), 1);
+        let mut seen = |uid, count| l.observe(uid, count, t).occurrences;
+        assert_eq!(seen("a", 3), 3);
+        assert_eq!(seen("a", 7), 4, "3 → 7 is four occurrences");
+        assert_eq!(seen("a", 7), 0, "an unchanged object adds nothing");
+        assert_eq!(seen("a", 5), 0, "a stale delivery adds nothing");
+        assert_eq!(seen("a", 8), 1, "and does not lower the mark");
+        assert_eq!(seen("b", 1), 1);
         l.forget("a");
         assert_eq!(l.len(), 1);
     }
@@ -95,7 +151,7 @@ mod tests {
         let t = Instant::now();
         for seq in [vec![1, 1, 2, 5, 3, 5, 9], vec![4, 2, 6, 6, 1], vec![1]] {
             let mut l = Ledger::new(Duration::from_secs(60));
-            let total: u64 = seq.iter().map(|c| l.observe("x", *c, t)).sum();
+            let total: u64 = seq.iter().map(|c| l.observe("x", *c, t).occurrences).sum();
             assert_eq!(total, *seq.iter().max().unwrap());
         }
     }
@@ -107,7 +163,29 @@ mod tests {
         l.observe("old", 1, t0);
         l.observe("fresh", 1, t0);
         l.observe("fresh", 1, t0 + Duration::from_secs(50));
-        assert_eq!(l.sweep(t0 + Duration::from_secs(70)), 1);
-        assert_eq!(l.observe("fresh", 2, t0 + Duration::from_secs(70)), 1);
+        assert_eq!(l.sweep(t0 + Duration::from_secs(70)), ["old"]);
+        assert_eq!(
+            l.observe("fresh", 2, t0 + Duration::from_secs(70))
+                .occurrences,
+            1
+        );
+    }
+
+    #[test]
+    fn restored_entries_keep_counts_and_archived_state() {
+        let t = Instant::now();
+        let mut l = Ledger::new(Duration::from_secs(60));
+        assert!(l.restore("a".into(), 5, true, Duration::from_secs(10), t));
+        assert!(!l.restore("stale".into(), 5, true, Duration::from_secs(60), t));
+        // Restored as seen 10 s ago: still there 49 s later, gone after 50.
+        assert!(l.sweep(t + Duration::from_secs(49)).is_empty());
+        assert_eq!(
+            l.observe("a", 7, t),
+            Observation {
+                occurrences: 2,
+                archived: true
+            }
+        );
+        assert_eq!(l.observe("stale", 5, t).occurrences, 5);
     }
 }

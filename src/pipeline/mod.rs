@@ -1,6 +1,6 @@
 //! The pipeline: source messages in, occurrences out. It turns Event updates into occurrence
-//! counts with the [`ledger`], applies the namespace filter and feeds the consumers (metrics
-//! now). It is the only module that knows who consumes occurrences.
+//! counts with the [`ledger`], applies the namespace filter and feeds the consumers: the
+//! metrics and the archive. It is the only module that knows who consumes occurrences.
 
 pub mod ledger;
 
@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    archive::writer::ArchiveSink,
     event::Event,
     health::Health,
     metrics::{EventLabels, Metrics},
@@ -29,6 +30,7 @@ pub struct Pipeline {
     health: Arc<Health>,
     /// Streams that still have to report their initial list; ready at zero.
     unsynced: usize,
+    archive: ArchiveSink,
 }
 
 impl Pipeline {
@@ -39,6 +41,7 @@ impl Pipeline {
         streams: usize,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        archive: ArchiveSink,
     ) -> Self {
         Self {
             rx,
@@ -47,6 +50,7 @@ impl Pipeline {
             metrics,
             health,
             unsynced: streams,
+            archive,
         }
     }
 
@@ -60,7 +64,10 @@ impl Pipeline {
                     None => return Ok(()),
                 },
                 _ = sweep.tick() => {
-                    self.ledger.sweep(Instant::now());
+                    for uid in self.ledger.sweep(Instant::now()) {
+                        self.archive.forget(&uid);
+                    }
+                    self.archive.housekeep();
                     self.metrics.ledger_entries.set(self.ledger.len() as i64);
                 }
                 () = shutdown.cancelled() => return Ok(()),
@@ -73,8 +80,13 @@ impl Pipeline {
             SourceMsg::Applied(event) => self.apply(&event),
             SourceMsg::Deleted { uid } => {
                 self.ledger.forget(&uid);
+                self.archive.forget(&uid);
                 self.metrics.ledger_entries.set(self.ledger.len() as i64);
             }
+            SourceMsg::Checkpoint {
+                stream,
+                resource_version,
+            } => self.archive.checkpoint(&stream, &resource_version),
             SourceMsg::Synced => {
                 self.unsynced = self.unsynced.saturating_sub(1);
                 if self.unsynced == 0 {
@@ -89,16 +101,20 @@ impl Pipeline {
             self.metrics.skipped_filtered.inc();
             return;
         }
-        let occurrences = self.ledger.observe(&event.uid, event.count, Instant::now());
+        let seen = self.ledger.observe(&event.uid, event.count, Instant::now());
         self.metrics.ledger_entries.set(self.ledger.len() as i64);
-        if occurrences == 0 {
+        if seen.occurrences == 0 {
             self.metrics.skipped_duplicate.inc();
             return;
         }
         self.metrics
             .events
             .get_or_create(&EventLabels::of(event))
-            .inc_by(occurrences);
+            .inc_by(seen.occurrences);
+        let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
+        if self.archive.write(event, seen.archived, now_secs) && !seen.archived {
+            self.ledger.set_archived(&event.uid);
+        }
         let last = event.last_seen.as_millisecond() as f64 / 1000.0;
         if last > self.metrics.last_event_timestamp.get() {
             self.metrics.last_event_timestamp.set(last);

@@ -2,8 +2,11 @@
 //! chosen namespace), following bookmarks and re-watching from the last resourceVersion.
 //! A 410 Gone (in the stream or as the answer) forces a relist, counted as a possible gap.
 //! Every other failure is retried with backoff; a stream never stops for good.
+//!
+//! After a restart a stream resumes from its stored resourceVersion with a raw watch call
+//! (kube-rs's `watcher()` always lists first, kube-rs issue 1419), and lists only on 410.
 
-use std::{fmt::Debug, sync::Arc, time::Duration};
+use std::{collections::HashMap, fmt::Debug, sync::Arc, time::Duration};
 
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
@@ -61,17 +64,29 @@ pub struct KubeSource {
     /// Empty: all namespaces.
     namespaces: Vec<String>,
     watch_timeout: Duration,
+    /// Stream name → the resourceVersion it had reached before a restart.
+    resume: HashMap<String, String>,
     tx: mpsc::Sender<SourceMsg>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 }
 
+/// The name of the stream watching `namespace` (all when `None`): its checkpoint key.
+pub fn stream_name(namespace: Option<&str>) -> String {
+    namespace.map_or_else(
+        || "all namespaces".to_owned(),
+        |ns| format!("namespace {ns}"),
+    )
+}
+
 impl KubeSource {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         api: EventsApi,
         namespaces: Vec<String>,
         watch_timeout: Duration,
+        resume: HashMap<String, String>,
         tx: mpsc::Sender<SourceMsg>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
@@ -81,6 +96,7 @@ impl KubeSource {
             api,
             namespaces,
             watch_timeout,
+            resume,
             tx,
             metrics,
             health,
@@ -123,7 +139,8 @@ impl KubeSource {
 
     fn stream<K: EventObject>(&self, name: String, api: Api<K>) -> WatchStream<K> {
         WatchStream {
-            name,
+            resume: self.resume.get(&name).cloned(),
+            name: name.into(),
             api,
             watch_timeout: self.watch_timeout,
             tx: self.tx.clone(),
@@ -167,7 +184,9 @@ fn classify(e: kube::Error) -> StreamError {
 
 /// One list-then-watch loop over one scope.
 struct WatchStream<K: EventObject> {
-    name: String,
+    name: Arc<str>,
+    /// Where to start instead of a list: the checkpoint of a previous run.
+    resume: Option<String>,
     api: Api<K>,
     watch_timeout: Duration,
     tx: mpsc::Sender<SourceMsg>,
@@ -181,7 +200,10 @@ struct WatchStream<K: EventObject> {
 
 impl<K: EventObject> WatchStream<K> {
     async fn run(mut self, shutdown: CancellationToken) {
-        let mut resource_version: Option<String> = None;
+        let mut resource_version = self.resume.take();
+        if let Some(rv) = &resource_version {
+            info!(stream = %self.name, resource_version = %rv, "Resuming the watch from the archive's checkpoint.");
+        }
         loop {
             let attempt = async {
                 let rv = match resource_version.take() {
@@ -236,12 +258,14 @@ impl<K: EventObject> WatchStream<K> {
                 params = params.continue_token(&token);
                 continue;
             }
+            let rv = page.metadata.resource_version.unwrap_or_default();
+            self.checkpoint(&rv).await?;
             if !self.synced {
                 self.synced = true;
                 self.send(SourceMsg::Synced).await?;
                 info!(stream = %self.name, "Initial list done.");
             }
-            return Ok(page.metadata.resource_version.unwrap_or_default());
+            return Ok(rv);
         }
     }
 
@@ -253,6 +277,11 @@ impl<K: EventObject> WatchStream<K> {
         let params = WatchParams::default().timeout(timeout_secs); // bookmarks are on by default
         let stream = self.api.watch(&params, &rv).await.map_err(classify)?;
         self.set_failing(false);
+        if !self.synced {
+            // Resumed from a checkpoint: no list to wait for.
+            self.synced = true;
+            self.send(SourceMsg::Synced).await?;
+        }
         let mut stream = stream.boxed();
         // The server closes the stream after timeoutSeconds; silence beyond that is a stall.
         let stall_after = self.watch_timeout + STALL_MARGIN;
@@ -301,8 +330,19 @@ impl<K: EventObject> WatchStream<K> {
                     });
                 }
             }
+            if let Some(rv) = resource_version.as_deref() {
+                self.checkpoint(rv).await?;
+            }
             self.backoff.reset();
         }
+    }
+
+    async fn checkpoint(&self, resource_version: &str) -> Result<(), StreamError> {
+        self.send(SourceMsg::Checkpoint {
+            stream: self.name.clone(),
+            resource_version: resource_version.to_owned(),
+        })
+        .await
     }
 
     async fn send(&self, msg: SourceMsg) -> Result<(), StreamError> {

@@ -4,6 +4,8 @@
 pub mod kube;
 pub mod replay;
 
+use std::sync::Arc;
+
 use crate::event::Event;
 
 /// What a source tells the pipeline.
@@ -13,8 +15,14 @@ pub enum SourceMsg {
     Applied(Box<Event>),
     /// An Event object was deleted (TTL expiry): its uid will not be seen again.
     Deleted { uid: String },
-    /// One stream finished its initial list (or the replay input ended).
+    /// One stream finished its initial list, or resumed from a stored checkpoint (or the
+    /// replay input ended).
     Synced,
+    /// The stream has delivered everything up to this resourceVersion: a restart resumes here.
+    Checkpoint {
+        stream: Arc<str>,
+        resource_version: String,
+    },
 }
 
 /// The channel from the sources to the pipeline. Deep enough to absorb a full list page

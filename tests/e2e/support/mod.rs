@@ -73,9 +73,14 @@ impl Exporter {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("exporter.log");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let child = Command::new(Self::binary())
-            .args(args)
-            .args(["--listen", &addr.to_string()])
+        let mut command = Command::new(Self::binary());
+        command.args(args).args(["--listen", &addr.to_string()]);
+        if !args.contains(&"--archive-path") {
+            command
+                .arg("--archive-path")
+                .arg(dir.path().join("archive.redb"));
+        }
+        let child = command
             .env("RUST_LOG", "info,kube_event_exporter=debug")
             .stdin(stdin)
             .stdout(Stdio::null())

@@ -1,0 +1,321 @@
+//! The archive: every Event object as one record in an embedded redb file, with the occurrence
+//! ledger and the watch checkpoints committed in the same transactions. Batches come in from
+//! the pipeline through [`writer::ArchiveSink`]; [`query`] reads pages out for the HTTP API.
+
+pub mod limits;
+pub mod query;
+pub mod record;
+pub mod schema;
+pub mod writer;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
+
+use crate::event::Event;
+use record::micros;
+use schema::{BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, LEDGER, RECORDS};
+
+/// Why an archive operation failed. All are internal failures (a 5xx, an error metric).
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("cannot open the archive {path}: {source}")]
+    OpenFailed {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("archive transaction failed: {0}")]
+    TransactionFailed(#[from] redb::TransactionError),
+    #[error("archive table failed: {0}")]
+    TableFailed(#[from] redb::TableError),
+    #[error("archive storage failed: {0}")]
+    StorageFailed(#[from] redb::StorageError),
+    #[error("archive commit failed: {0}")]
+    CommitFailed(#[from] redb::CommitError),
+    #[error(transparent)]
+    Corrupt(#[from] record::CorruptRecord),
+    #[error("archive task failed: {0}")]
+    TaskFailed(#[from] tokio::task::JoinError),
+}
+
+impl ArchiveError {
+    /// A bounded label value for `archive_dropped_total{reason}` and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::OpenFailed { .. } => "open",
+            Self::TransactionFailed(_) | Self::TableFailed(_) | Self::StorageFailed(_) => "storage",
+            Self::CommitFailed(_) => "commit",
+            Self::Corrupt(_) => "corrupt",
+            Self::TaskFailed(_) => "task",
+        }
+    }
+}
+
+pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
+
+/// One ledger entry as stored: the last count seen, when, and whether the record was archived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub count: u64,
+    /// Unix seconds of the last sighting.
+    pub touched: u64,
+    pub archived: bool,
+}
+
+/// What one batch asks the archive to do, in one transaction.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Records to insert or update, by uid; a later update of the same uid replaced the earlier.
+    pub records: HashMap<String, Event>,
+    pub ledger: HashMap<String, LedgerEntry>,
+    /// Ledger entries to drop (the event was deleted or expired); records stay.
+    pub forget: Vec<String>,
+    /// Stream → resourceVersion.
+    pub checkpoints: HashMap<String, String>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+            && self.ledger.is_empty()
+            && self.forget.is_empty()
+            && self.checkpoints.is_empty()
+    }
+}
+
+/// What the archive held at start.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub ledger: Vec<(String, LedgerEntry)>,
+    pub checkpoints: HashMap<String, String>,
+}
+
+/// The archive file; cheap to clone, shared by the writer and the readers.
+#[derive(Clone)]
+pub struct Archive {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl Archive {
+    /// Opens (or creates) the archive and its tables. redb recovers a file that was not closed
+    /// cleanly: everything committed before a crash or kill is there.
+    pub fn open(path: &Path) -> Result<Self> {
+        let open_failed = |source| ArchiveError::OpenFailed {
+            path: path.to_owned(),
+            source,
+        };
+        let db = Database::create(path).map_err(open_failed)?;
+        let txn = db.begin_write()?;
+        txn.open_table(RECORDS)?;
+        txn.open_table(BY_TIME)?;
+        txn.open_table(BY_NAMESPACE)?;
+        txn.open_table(BY_OBJECT)?;
+        txn.open_table(BY_REASON)?;
+        txn.open_table(LEDGER)?;
+        txn.open_table(CHECKPOINTS)?;
+        txn.commit()?;
+        Ok(Self {
+            db: Arc::new(db),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The ledger and checkpoints, for a restart.
+    pub fn restore(&self) -> Result<Restored> {
+        let txn = self.db.begin_read()?;
+        let mut restored = Restored::default();
+        for row in txn.open_table(LEDGER)?.iter()? {
+            let (uid, value) = row?;
+            let (count, touched, archived) = value.value();
+            restored.ledger.push((
+                uid.value().to_owned(),
+                LedgerEntry {
+                    count,
+                    touched,
+                    archived,
+                },
+            ));
+        }
+        for row in txn.open_table(CHECKPOINTS)?.iter()? {
+            let (stream, rv) = row?;
+            restored
+                .checkpoints
+                .insert(stream.value().to_owned(), rv.value().to_owned());
+        }
+        Ok(restored)
+    }
+
+    /// Commits one batch in one transaction; returns how many records it wrote.
+    pub fn commit(&self, batch: &Batch) -> Result<usize> {
+        let txn = self.db.begin_write()?;
+        let written = write_batch(&txn, batch)?;
+        txn.commit()?;
+        Ok(written)
+    }
+
+    /// Deletes up to `max` records whose last occurrence is before `cutoff_us`, oldest first;
+    /// returns how many went.
+    pub fn delete_older_than(&self, cutoff_us: u64, max: usize) -> Result<usize> {
+        let txn = self.db.begin_write()?;
+        let doomed: Vec<(u64, String)> = {
+            let by_time = txn.open_table(BY_TIME)?;
+            let mut doomed = Vec::new();
+            for row in by_time.range((0u64, "")..(cutoff_us, ""))?.take(max) {
+                let (key, _) = row?;
+                let (ts, uid) = key.value();
+                doomed.push((ts, uid.to_owned()));
+            }
+            doomed
+        };
+        let deleted = doomed.len();
+        delete_records(&txn, doomed.iter().map(|(_, uid)| uid.as_str()))?;
+        txn.commit()?;
+        Ok(deleted)
+    }
+
+    /// Deletes the `n` oldest records (the size cap); returns how many went.
+    pub fn delete_oldest(&self, n: usize) -> Result<usize> {
+        self.delete_older_than(u64::MAX, n)
+    }
+
+    pub fn record_count(&self) -> Result<u64> {
+        Ok(self.db.begin_read()?.open_table(RECORDS)?.len()?)
+    }
+
+    /// Bytes of the file in use by live pages (freed pages are reused before the file grows).
+    pub fn used_bytes(&self) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let stats = txn.stats()?;
+        let used = stats.allocated_pages() * stats.page_size() as u64;
+        txn.abort()?;
+        Ok(used)
+    }
+
+    /// The size of the file on disk.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// One record by uid.
+    pub fn get(&self, uid: &str) -> Result<Option<Event>> {
+        let txn = self.db.begin_read()?;
+        let records = txn.open_table(RECORDS)?;
+        let found = records.get(uid)?;
+        Ok(match found {
+            Some(bytes) => Some(record::decode(uid, bytes.value())?),
+            None => None,
+        })
+    }
+}
+
+/// The record table and its indexes, open in one write transaction.
+struct Tables<'t> {
+    records: redb::Table<'t, &'static str, &'static [u8]>,
+    by_time: redb::Table<'t, (u64, &'static str), ()>,
+    by_ns: redb::Table<'t, (&'static str, u64, &'static str), ()>,
+    by_object: redb::Table<'t, (&'static str, &'static str, &'static str, u64, &'static str), ()>,
+    by_reason: redb::Table<'t, (&'static str, u64, &'static str), ()>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self> {
+        Ok(Self {
+            records: txn.open_table(RECORDS)?,
+            by_time: txn.open_table(BY_TIME)?,
+            by_ns: txn.open_table(BY_NAMESPACE)?,
+            by_object: txn.open_table(BY_OBJECT)?,
+            by_reason: txn.open_table(BY_REASON)?,
+        })
+    }
+
+    fn index(&mut self, uid: &str, e: &Event) -> Result<()> {
+        let t = micros(e.last_seen);
+        let (ns, kind, name) = (
+            e.namespace.as_str(),
+            e.regarding.kind.as_str(),
+            e.regarding.name.as_str(),
+        );
+        self.by_time.insert((t, uid), ())?;
+        self.by_ns.insert((ns, t, uid), ())?;
+        self.by_object.insert((ns, kind, name, t, uid), ())?;
+        self.by_reason.insert((e.reason.as_str(), t, uid), ())?;
+        Ok(())
+    }
+
+    fn unindex(&mut self, uid: &str, e: &Event) -> Result<()> {
+        let t = micros(e.last_seen);
+        let (ns, kind, name) = (
+            e.namespace.as_str(),
+            e.regarding.kind.as_str(),
+            e.regarding.name.as_str(),
+        );
+        self.by_time.remove((t, uid))?;
+        self.by_ns.remove((ns, t, uid))?;
+        self.by_object.remove((ns, kind, name, t, uid))?;
+        self.by_reason.remove((e.reason.as_str(), t, uid))?;
+        Ok(())
+    }
+
+    fn stored(&self, uid: &str) -> Result<Option<Event>> {
+        let bytes = self.records.get(uid)?;
+        Ok(bytes.map(|b| record::decode(uid, b.value())).transpose()?)
+    }
+}
+
+fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
+    let mut tables = Tables::open(txn)?;
+    let mut buf = Vec::with_capacity(1024);
+    for (uid, event) in &batch.records {
+        let uid = uid.as_str();
+        let mut event = std::borrow::Cow::Borrowed(event);
+        if let Some(old) = tables.stored(uid)? {
+            // The same object seen again: keep its earliest first occurrence and highest count.
+            tables.unindex(uid, &old)?;
+            if old.first_seen < event.first_seen || old.count > event.count {
+                let e = event.to_mut();
+                e.first_seen = e.first_seen.min(old.first_seen);
+                e.count = e.count.max(old.count);
+            }
+        }
+        record::encode(&event, &mut buf);
+        tables.records.insert(uid, buf.as_slice())?;
+        tables.index(uid, &event)?;
+    }
+    let mut ledger = txn.open_table(LEDGER)?;
+    for (uid, e) in &batch.ledger {
+        ledger.insert(uid.as_str(), (e.count, e.touched, e.archived))?;
+    }
+    for uid in &batch.forget {
+        ledger.remove(uid.as_str())?;
+    }
+    let mut checkpoints = txn.open_table(CHECKPOINTS)?;
+    for (stream, rv) in &batch.checkpoints {
+        checkpoints.insert(stream.as_str(), rv.as_str())?;
+    }
+    Ok(batch.records.len())
+}
+
+fn delete_records<'a>(txn: &WriteTransaction, uids: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut tables = Tables::open(txn)?;
+    for uid in uids {
+        if let Some(old) = tables.stored(uid)? {
+            tables.unindex(uid, &old)?;
+            tables.records.remove(uid)?;
+        }
+    }
+    Ok(())
+}
