@@ -8,6 +8,8 @@
 
 mod support;
 
+mod archive;
 mod cli;
+mod history;
 mod replay;
 mod watch;

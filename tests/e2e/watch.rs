@@ -2,42 +2,13 @@
 //! every fault the product must ride out, checked in the exporter's exposition and in a real
 //! Prometheus; readiness and liveness.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use crate::support::{
-    Exporter, Prometheus, Totals, TotalsKey,
+    Exporter, Model, Prometheus, Totals,
     fake_apiserver::{FakeApiServer, NewEvent, new_event},
     totals_key, wait_for,
 };
-
-/// What the scenario has produced so far: every event's latest count, by its labels.
-#[derive(Default)]
-struct Model {
-    counts: BTreeMap<String, (TotalsKey, u64)>,
-}
-
-impl Model {
-    fn create(&mut self, fake: &FakeApiServer, ev: &NewEvent) -> String {
-        let name = fake.create(ev);
-        let key = totals_key(&ev.namespace, &ev.kind, &ev.reason, &ev.type_);
-        self.counts.insert(name.clone(), (key, u64::from(ev.count)));
-        name
-    }
-
-    fn set_count(&mut self, fake: &FakeApiServer, namespace: &str, name: &str, count: u32) {
-        fake.set_count(namespace, name, count);
-        self.counts.get_mut(name).expect("known event").1 = u64::from(count);
-    }
-
-    /// Occurrences never go away: deleted events keep their count.
-    fn totals(&self) -> Totals {
-        let mut t = Totals::new();
-        for (key, count) in self.counts.values() {
-            *t.entry(key.clone()).or_default() += count;
-        }
-        t
-    }
-}
 
 fn series(mut ev: NewEvent, component: &str) -> NewEvent {
     ev.series = true;
@@ -250,7 +221,7 @@ async fn play(fake: &FakeApiServer, args: &[&str]) -> (Totals, Exporter) {
     );
     assert!(s.value("kube_event_exporter_watch_restarts_total") >= 4.0);
     assert_eq!(s.value("kube_event_exporter_decode_errors_total"), 0.0);
-    assert!(m.counts.len() >= 20, "the scenario has at least 20 events");
+    assert!(m.0.len() >= 20, "the scenario has at least 20 events");
     (m.totals(), exporter)
 }
 

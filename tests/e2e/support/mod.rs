@@ -210,6 +210,50 @@ pub fn totals_key(namespace: &str, kind: &str, reason: &str, type_: &str) -> Tot
     (namespace.into(), kind.into(), reason.into(), type_.into())
 }
 
+/// What a scenario has produced so far: every event's latest count, by its labels. Occurrences
+/// never go away: a deleted event keeps its count.
+#[derive(Default)]
+pub struct Model(pub BTreeMap<(String, String), (TotalsKey, u64)>);
+
+impl Model {
+    /// Creates the event in the fake and remembers it; returns its name.
+    pub fn create(
+        &mut self,
+        fake: &fake_apiserver::FakeApiServer,
+        ev: &fake_apiserver::NewEvent,
+    ) -> String {
+        let name = fake.create(ev);
+        let key = totals_key(&ev.namespace, &ev.kind, &ev.reason, &ev.type_);
+        self.0.insert(
+            (ev.namespace.clone(), name.clone()),
+            (key, u64::from(ev.count)),
+        );
+        name
+    }
+
+    pub fn set_count(
+        &mut self,
+        fake: &fake_apiserver::FakeApiServer,
+        namespace: &str,
+        name: &str,
+        count: u32,
+    ) {
+        fake.set_count(namespace, name, count);
+        self.0
+            .get_mut(&(namespace.to_owned(), name.to_owned()))
+            .expect("known event")
+            .1 = u64::from(count);
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::new();
+        for (key, count) in self.0.values() {
+            *t.entry(key.clone()).or_default() += count;
+        }
+        t
+    }
+}
+
 /// Parsed exposition samples: `name` and labels → value.
 #[derive(Debug, Default)]
 pub struct Samples(pub Vec<(String, BTreeMap<String, String>, f64)>);

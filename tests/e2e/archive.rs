@@ -1,0 +1,540 @@
+//! The archive through its public API: 100k records queried against a brute-force model,
+//! updates in place, retention with a plateauing file, the size cap, and the HTTP query API's
+//! validation (including random query strings).
+
+use std::{collections::HashSet, time::Duration};
+
+use jiff::Timestamp;
+use kube_event_exporter::{
+    archive::{
+        Archive, Batch, LedgerEntry,
+        query::{Cursor, Query},
+        writer::{WriterSettings, sweep},
+    },
+    event::{Event, ObjectRef},
+    health::Health,
+    http::{AppState, router},
+    metrics::Metrics,
+};
+
+const REASONS: [&str; 8] = [
+    "BackOff",
+    "Pulled",
+    "Created",
+    "Started",
+    "Unhealthy",
+    "FailedScheduling",
+    "Killing",
+    "FailedMount",
+];
+const KINDS: [&str; 3] = ["Pod", "Deployment", "Node"];
+
+fn base() -> Timestamp {
+    "2026-11-20T00:00:00Z".parse().expect("time")
+}
+
+/// A deterministic event: namespace, object, reason, type and time all follow from `i`.
+fn event(i: u64, last_seen: Timestamp) -> Event {
+    let ns = format!("ns-{}", i % 20);
+    let kind = KINDS[(i % 3) as usize];
+    let reason = REASONS[(i % 8) as usize];
+    Event {
+        uid: format!("uid-{i:08}"),
+        namespace: ns.clone(),
+        name: format!("obj-{}.{i:x}", i % 50),
+        resource_version: i.to_string(),
+        regarding: ObjectRef {
+            kind: kind.into(),
+            namespace: ns,
+            name: format!("obj-{}", i % 50),
+            uid: format!("objuid-{}", i % 50),
+            api_version: "v1".into(),
+            field_path: String::new(),
+        },
+        reason: reason.into(),
+        type_: if i.is_multiple_of(5) {
+            "Warning"
+        } else {
+            "Normal"
+        }
+        .into(),
+        message: format!("{reason} happened to obj-{} ({i})", i % 50),
+        count: 1 + i % 7,
+        first_seen: last_seen,
+        last_seen,
+        source: "kubelet".into(),
+        host: format!("node-{}", i % 5),
+        reporting_instance: String::new(),
+        action: String::new(),
+    }
+}
+
+fn commit_all(archive: &Archive, events: &[Event]) {
+    for chunk in events.chunks(1000) {
+        let mut batch = Batch::default();
+        for e in chunk {
+            batch.records.insert(e.uid.clone(), e.clone());
+            batch.ledger.insert(
+                e.uid.clone(),
+                LedgerEntry {
+                    count: e.count,
+                    touched: 0,
+                    archived: true,
+                },
+            );
+        }
+        archive.commit(&batch).expect("commit");
+    }
+}
+
+fn query(pairs: &[(&str, String)]) -> Query {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    Query::parse(&pairs, Timestamp::now()).expect("valid query")
+}
+
+/// Walks every page; returns the uids in order.
+fn walk(archive: &Archive, mut q: Query) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let page = archive.query(&q).expect("query");
+        assert!(page.items.len() <= q.limit);
+        out.extend(page.items.iter().map(|e| e.uid.clone()));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// What the model says: newest last occurrence first, ties by uid descending.
+fn expected(events: &[Event], keep: impl Fn(&Event) -> bool) -> Vec<String> {
+    let mut v: Vec<&Event> = events.iter().filter(|e| keep(e)).collect();
+    v.sort_by(|a, b| (b.last_seen, &b.uid).cmp(&(a.last_seen, &a.uid)));
+    v.iter().map(|e| e.uid.clone()).collect()
+}
+
+#[test]
+fn hundred_thousand_records_answer_every_kind_of_query_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    // 100k events over a week, at 6-second steps, with ties on purpose (i / 2).
+    let mut events: Vec<Event> = (0..100_000u64)
+        .map(|i| event(i, base() + Duration::from_secs((i / 2) * 6)))
+        .collect();
+    commit_all(&archive, &events);
+    assert_eq!(archive.record_count().expect("count"), 100_000);
+
+    // Updates rewrite the record in place: 5,000 events happen again later.
+    let later = base() + Duration::from_secs(8 * 86_400);
+    for (n, i) in (0..100_000).step_by(20).enumerate() {
+        let e = &mut events[i];
+        e.count += 10;
+        e.last_seen = later + Duration::from_secs(n as u64);
+    }
+    let updated: Vec<Event> = events.iter().step_by(20).cloned().collect();
+    commit_all(&archive, &updated);
+    assert_eq!(
+        archive.record_count().expect("count"),
+        100_000,
+        "updates add no rows"
+    );
+    let first_updated = archive.get("uid-00000020").expect("get").expect("present");
+    assert_eq!(first_updated.count, events[20].count);
+    assert_eq!(
+        first_updated.first_seen, events[20].first_seen,
+        "first_seen keeps the earliest"
+    );
+
+    let day = |d: u64| base() + Duration::from_secs(d * 86_400);
+    let rfc = |t: Timestamp| t.to_string();
+
+    // By namespace, all pages.
+    let q = query(&[("namespace", "ns-7".into()), ("limit", "1000".into())]);
+    assert_eq!(
+        walk(&archive, q),
+        expected(&events, |e| e.namespace == "ns-7")
+    );
+
+    // By namespace and time window.
+    let (since, until) = (day(2), day(3));
+    let q = query(&[
+        ("namespace", "ns-3".into()),
+        ("since", rfc(since)),
+        ("until", rfc(until)),
+        ("limit", "137".into()),
+    ]);
+    assert_eq!(
+        walk(&archive, q),
+        expected(&events, |e| e.namespace == "ns-3"
+            && e.last_seen >= since
+            && e.last_seen <= until)
+    );
+
+    // By involved object, with a window.
+    let q = query(&[
+        ("namespace", "ns-4".into()),
+        ("kind", "Pod".into()),
+        ("name", "obj-24".into()),
+        ("since", rfc(day(1))),
+        ("limit", "50".into()),
+    ]);
+    let want = expected(&events, |e| {
+        e.namespace == "ns-4"
+            && e.regarding.kind == "Pod"
+            && e.regarding.name == "obj-24"
+            && e.last_seen >= day(1)
+    });
+    assert!(!want.is_empty());
+    assert_eq!(walk(&archive, q), want);
+
+    // By reason and type across namespaces.
+    let q = query(&[
+        ("reason", "BackOff".into()),
+        ("type", "Warning".into()),
+        ("limit", "1000".into()),
+    ]);
+    assert_eq!(
+        walk(&archive, q),
+        expected(&events, |e| e.reason == "BackOff" && e.type_ == "Warning")
+    );
+
+    // Only a time window.
+    let (since, until) = (day(5), day(5) + Duration::from_secs(3_600));
+    let q = query(&[
+        ("since", rfc(since)),
+        ("until", rfc(until)),
+        ("limit", "1000".into()),
+    ]);
+    assert_eq!(
+        walk(&archive, q),
+        expected(&events, |e| e.last_seen >= since && e.last_seen <= until)
+    );
+
+    // The default page: the 100 newest.
+    let page = archive.query(&query(&[])).expect("query");
+    let all = expected(&events, |_| true);
+    assert_eq!(
+        page.items.iter().map(|e| e.uid.clone()).collect::<Vec<_>>(),
+        all[..100]
+    );
+    assert!(page.next_cursor.is_some());
+}
+
+#[test]
+fn retention_deletes_what_is_old_and_the_file_plateaus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    let settings = WriterSettings {
+        retention: Duration::from_secs(10 * 3_600),
+        max_bytes: None,
+    };
+    let mut sizes = Vec::new();
+    // Forty hours of churn, 2,000 new records an hour, ten hours kept.
+    for hour in 0..40u64 {
+        let now = base() + Duration::from_secs(hour * 3_600);
+        let events: Vec<Event> = (0..2_000).map(|i| event(hour * 2_000 + i, now)).collect();
+        commit_all(&archive, &events);
+        let swept = sweep(&archive, settings, now).expect("sweep");
+        if hour >= 11 {
+            assert_eq!(
+                swept.retention, 2_000,
+                "hour {hour}: one hour's records expire"
+            );
+        }
+        sizes.push(archive.file_bytes());
+    }
+    let now = base() + Duration::from_secs(39 * 3_600);
+    // What is newer than the retention stays, what is older went.
+    assert_eq!(archive.record_count().expect("count"), 11 * 2_000);
+    assert!(
+        archive
+            .get(&format!("uid-{:08}", 28 * 2_000))
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        archive
+            .get(&format!("uid-{:08}", 29 * 2_000))
+            .expect("get")
+            .is_some()
+    );
+    let q = query(&[(
+        "until",
+        (now - Duration::from_secs(10 * 3_600 + 1)).to_string(),
+    )]);
+    assert!(archive.query(&q).expect("query").items.is_empty());
+    // Steady state from hour 15 on: the file no longer grows (freed pages are reused).
+    let (at15, at39) = (sizes[15], sizes[39]);
+    assert!(
+        at39 <= at15 + at15 / 10,
+        "file grew from {at15} to {at39} bytes under steady churn: {sizes:?}"
+    );
+}
+
+#[test]
+fn the_size_cap_evicts_the_oldest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    let events: Vec<Event> = (0..60_000u64)
+        .map(|i| event(i, base() + Duration::from_secs(i)))
+        .collect();
+    commit_all(&archive, &events);
+    let used = archive.used_bytes().expect("used");
+    let cap = used / 2;
+    let settings = WriterSettings {
+        retention: Duration::from_secs(3_650 * 86_400),
+        max_bytes: Some(cap),
+    };
+    let swept = sweep(&archive, settings, base()).expect("sweep");
+    assert!(swept.size > 0 && swept.retention == 0);
+    assert!(archive.used_bytes().expect("used") <= cap);
+    // The newest survive, the oldest went.
+    assert!(archive.get("uid-00059999").expect("get").is_some());
+    assert!(archive.get("uid-00000000").expect("get").is_none());
+}
+
+async fn serve(archive: Archive) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let state = AppState {
+        metrics: std::sync::Arc::new(Metrics::new()),
+        health: std::sync::Arc::new(Health::new(Duration::from_secs(60))),
+        archive,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router(state)).await.expect("serve");
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_parameter_is_a_400_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    commit_all(
+        &archive,
+        &(0..10).map(|i| event(i, base())).collect::<Vec<_>>(),
+    );
+    let (addr, task) = serve(archive).await;
+    let client = crate::support::http();
+    let long = "x".repeat(300);
+    let forged = {
+        let good = Cursor {
+            last_seen: 5,
+            uid: "uid-1".into(),
+        }
+        .encode();
+        format!("{}0{}", &good[..1], &good[2..])
+    };
+    for (query, names) in [
+        ("type=Critical".to_owned(), "type"),
+        ("since=yesterday".to_owned(), "since"),
+        ("until=2026-13-45T99:00:00Z".to_owned(), "until"),
+        ("since=1h&until=2h".to_owned(), "since is after until"),
+        ("limit=0".to_owned(), "limit"),
+        ("limit=1001".to_owned(), "limit"),
+        ("limit=ten".to_owned(), "limit"),
+        ("cursor=abc".to_owned(), "cursor"),
+        (format!("cursor={forged}"), "cursor"),
+        (format!("name={long}"), "name"),
+        ("namespace=".to_owned(), "namespace"),
+        ("format=xml".to_owned(), "format"),
+        ("reason=BackOff&reason=Pulled".to_owned(), "reason"),
+    ] {
+        let r = client
+            .get(format!("http://{addr}/api/v1/events?{query}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 400, "{query}");
+        let body: serde_json::Value = r.json().await.expect("json error body");
+        let msg = body["error"].as_str().expect("error message");
+        assert!(msg.contains(names), "{query}: {msg}");
+    }
+    // Unknown parameters are ignored, as Prometheus's API does.
+    let r = client
+        .get(format!("http://{addr}/api/v1/events?color=blue&limit=3"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(3));
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_query_strings_never_yield_a_5xx() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    commit_all(
+        &archive,
+        &(0..200)
+            .map(|i| event(i, base() + Duration::from_secs(i)))
+            .collect::<Vec<_>>(),
+    );
+    let (addr, task) = serve(archive).await;
+    let client = crate::support::http();
+    let keys = [
+        "namespace",
+        "kind",
+        "name",
+        "reason",
+        "type",
+        "since",
+        "until",
+        "limit",
+        "cursor",
+        "format",
+        "x",
+        "",
+    ];
+    let values = [
+        "",
+        "ns-1",
+        "Pod",
+        "Warning",
+        "Normal",
+        "2h",
+        "7d",
+        "0",
+        "1",
+        "1000",
+        "1001",
+        "-1",
+        "2026-11-20T00:00:00Z",
+        "9999-99-99",
+        "%",
+        "%zz",
+        "%00",
+        "%ff%fe",
+        "a.b.c",
+        "0.0.00000000",
+        "table",
+        "json",
+        "\u{1F600}",
+        "1e9",
+        "18446744073709551616s",
+        "0.7570696b.aaaaaaaa",
+        "+",
+        "&",
+        "=",
+    ];
+    // xorshift: reproducible, no extra dependency.
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut statuses = HashSet::new();
+    for _ in 0..1_500 {
+        let parts: Vec<String> = (0..=next(4))
+            .map(|_| format!("{}={}", keys[next(keys.len())], values[next(values.len())]))
+            .collect();
+        let query = parts.join(if next(5) == 0 { ";" } else { "&" });
+        let url = format!("http://{addr}/api/v1/events?{query}");
+        let r = client.get(&url).send().await.expect("request");
+        let status = r.status().as_u16();
+        assert!(status == 200 || status == 400, "{query} → {status}");
+        statuses.insert(status);
+        if status == 400 {
+            let body: serde_json::Value = r.json().await.expect("json error body");
+            assert!(
+                body["error"].as_str().is_some_and(|m| !m.is_empty()),
+                "{query}"
+            );
+        }
+    }
+    assert_eq!(
+        statuses.len(),
+        2,
+        "both good and bad queries were generated"
+    );
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_table_pages_carry_the_spec_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    // Kubernetes times are whole seconds (or µs); the archive keeps µs.
+    let now = Timestamp::now().round(jiff::Unit::Second).expect("round");
+    // 10: a Warning about a Deployment.
+    let mut e = event(10, now - Duration::from_secs(330));
+    e.first_seen = now - Duration::from_secs(900);
+    commit_all(&archive, &[e.clone()]);
+    let (addr, task) = serve(archive).await;
+    let client = crate::support::http();
+
+    let body: serde_json::Value = client
+        .get(format!(
+            "http://{addr}/api/v1/events?namespace={}",
+            e.namespace
+        ))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let item = &body["items"][0];
+    for (field, want) in [
+        ("uid", serde_json::json!(e.uid)),
+        ("namespace", serde_json::json!(e.namespace)),
+        ("kind", serde_json::json!("Deployment")),
+        ("name", serde_json::json!(e.regarding.name)),
+        ("reason", serde_json::json!(e.reason)),
+        ("type", serde_json::json!("Warning")),
+        ("message", serde_json::json!(e.message)),
+        ("count", serde_json::json!(e.count)),
+        ("first_seen", serde_json::json!(e.first_seen.to_string())),
+        ("last_seen", serde_json::json!(e.last_seen.to_string())),
+        ("source", serde_json::json!("kubelet")),
+        ("host", serde_json::json!(e.host)),
+    ] {
+        assert_eq!(item[field], want, "{field}");
+    }
+    assert!(body["next_cursor"].is_null());
+
+    for request in [
+        client.get(format!("http://{addr}/api/v1/events?format=table")),
+        client
+            .get(format!("http://{addr}/api/v1/events"))
+            .header("accept", "text/plain"),
+    ] {
+        let text = request
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text");
+        let mut lines = text.lines();
+        let header = lines.next().expect("header");
+        assert!(
+            header.starts_with("NAMESPACE   LAST SEEN   TYPE      REASON"),
+            "{text}"
+        );
+        let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
+        assert_eq!(
+            row[..5],
+            [
+                e.namespace.as_str(),
+                "5m",
+                "Warning",
+                e.reason.as_str(),
+                "deployment/obj-10"
+            ],
+            "{text}"
+        );
+        assert_eq!(row.last(), Some(&e.count.to_string().as_str()));
+    }
+    task.abort();
+}
