@@ -138,7 +138,12 @@ impl App {
         let writer_stop = CancellationToken::new();
         let writer_task = tokio::spawn(archive_writer.run(writer_stop.clone()));
 
-        let ledger = restore_ledger(config.ledger_ttl, self.restored.ledger, &sink);
+        let ledger = restore_ledger(
+            config.ledger_ttl,
+            self.restored.next_seq,
+            self.restored.ledger,
+            &sink,
+        );
 
         info!(listen = %self.listener.local_addr()?, "Serving HTTP.");
         let state = AppState {
@@ -228,16 +233,17 @@ impl App {
 /// (and forgotten in the archive too).
 fn restore_ledger(
     ttl: Duration,
-    entries: Vec<(String, LedgerEntry)>,
+    next_seq: u64,
+    entries: Vec<(u64, LedgerEntry)>,
     sink: &ArchiveSink,
 ) -> Ledger {
-    let mut ledger = Ledger::new(ttl);
+    let mut ledger = Ledger::new(ttl, next_seq);
     let now = std::time::Instant::now();
     let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
-    for (uid, entry) in entries {
+    for (seq, entry) in entries {
         let age = Duration::from_secs(now_secs.saturating_sub(entry.touched));
-        if !ledger.restore(uid.clone(), entry.count, entry.archived, age, now) {
-            sink.forget(&uid);
+        if !ledger.restore(seq, entry.uid, entry.count, entry.archived, age, now) {
+            sink.forget(seq);
         }
     }
     ledger

@@ -18,7 +18,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Wri
 
 use crate::event::Event;
 use record::micros;
-use schema::{BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, LEDGER, RECORDS};
+use schema::{
+    BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, LEDGER, META, RECORDS, object_key,
+};
 
 /// Why an archive operation failed. All are internal failures (a 5xx, an error metric).
 #[derive(Debug, thiserror::Error)]
@@ -58,25 +60,29 @@ impl ArchiveError {
 
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 
-/// One ledger entry as stored: the last count seen, when, and whether the record was archived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One ledger entry as stored: the event, the last count seen, when, and whether its record
+/// was archived.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LedgerEntry {
+    pub uid: String,
     pub count: u64,
     /// Unix seconds of the last sighting.
     pub touched: u64,
     pub archived: bool,
 }
 
-/// What one batch asks the archive to do, in one transaction.
+/// What one batch asks the archive to do, in one transaction. Keys are event seqs.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Records to insert or update, by uid; a later update of the same uid replaced the earlier.
-    pub records: HashMap<String, Event>,
-    pub ledger: HashMap<String, LedgerEntry>,
+    /// Records to insert or update; a later update of the same event replaced the earlier.
+    pub records: HashMap<u64, Event>,
+    pub ledger: HashMap<u64, LedgerEntry>,
     /// Ledger entries to drop (the event was deleted or expired); records stay.
-    pub forget: Vec<String>,
+    pub forget: Vec<u64>,
     /// Stream → resourceVersion.
     pub checkpoints: HashMap<String, String>,
+    /// The first seq not yet given to an event.
+    pub next_seq: u64,
 }
 
 impl Batch {
@@ -91,8 +97,9 @@ impl Batch {
 /// What the archive held at start.
 #[derive(Debug, Default)]
 pub struct Restored {
-    pub ledger: Vec<(String, LedgerEntry)>,
+    pub ledger: Vec<(u64, LedgerEntry)>,
     pub checkpoints: HashMap<String, String>,
+    pub next_seq: u64,
 }
 
 /// The archive file; cheap to clone, shared by the writer and the readers.
@@ -119,6 +126,7 @@ impl Archive {
         txn.open_table(BY_REASON)?;
         txn.open_table(LEDGER)?;
         txn.open_table(CHECKPOINTS)?;
+        txn.open_table(META)?;
         txn.commit()?;
         Ok(Self {
             db: Arc::new(db),
@@ -139,17 +147,22 @@ impl Archive {
         let txn = self.db.begin_read()?;
         let mut restored = Restored::default();
         for row in txn.open_table(LEDGER)?.iter()? {
-            let (uid, value) = row?;
-            let (count, touched, archived) = value.value();
+            let (seq, value) = row?;
+            let (uid, count, touched, archived) = value.value();
             restored.ledger.push((
-                uid.value().to_owned(),
+                seq.value(),
                 LedgerEntry {
+                    uid: uid.to_owned(),
                     count,
                     touched,
                     archived,
                 },
             ));
         }
+        restored.next_seq = txn
+            .open_table(META)?
+            .get("next_seq")?
+            .map_or(0, |v| v.value());
         for row in txn.open_table(CHECKPOINTS)?.iter()? {
             let (stream, rv) = row?;
             restored
@@ -171,18 +184,16 @@ impl Archive {
     /// returns how many went.
     pub fn delete_older_than(&self, cutoff_us: u64, max: usize) -> Result<usize> {
         let txn = self.db.begin_write()?;
-        let doomed: Vec<(u64, String)> = {
+        let doomed: Vec<u64> = {
             let by_time = txn.open_table(BY_TIME)?;
             let mut doomed = Vec::new();
-            for row in by_time.range((0u64, "")..(cutoff_us, ""))?.take(max) {
-                let (key, _) = row?;
-                let (ts, uid) = key.value();
-                doomed.push((ts, uid.to_owned()));
+            for row in by_time.range((0u64, 0u64)..(cutoff_us, 0u64))?.take(max) {
+                doomed.push(row?.0.value().1);
             }
             doomed
         };
         let deleted = doomed.len();
-        delete_records(&txn, doomed.iter().map(|(_, uid)| uid.as_str()))?;
+        delete_records(&txn, &doomed)?;
         txn.commit()?;
         Ok(deleted)
     }
@@ -210,13 +221,13 @@ impl Archive {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
-    /// One record by uid.
-    pub fn get(&self, uid: &str) -> Result<Option<Event>> {
+    /// One record by seq.
+    pub fn get(&self, seq: u64) -> Result<Option<Event>> {
         let txn = self.db.begin_read()?;
         let records = txn.open_table(RECORDS)?;
-        let found = records.get(uid)?;
+        let found = records.get(seq)?;
         Ok(match found {
-            Some(bytes) => Some(record::decode(uid, bytes.value())?),
+            Some(bytes) => Some(record::decode(bytes.value())?),
             None => None,
         })
     }
@@ -224,11 +235,11 @@ impl Archive {
 
 /// The record table and its indexes, open in one write transaction.
 struct Tables<'t> {
-    records: redb::Table<'t, &'static str, &'static [u8]>,
-    by_time: redb::Table<'t, (u64, &'static str), ()>,
-    by_ns: redb::Table<'t, (&'static str, u64, &'static str), ()>,
-    by_object: redb::Table<'t, (&'static str, &'static str, &'static str, u64, &'static str), ()>,
-    by_reason: redb::Table<'t, (&'static str, u64, &'static str), ()>,
+    records: redb::Table<'t, u64, &'static [u8]>,
+    by_time: redb::Table<'t, (u64, u64), ()>,
+    by_ns: redb::Table<'t, (&'static str, u64, u64), ()>,
+    by_object: redb::Table<'t, (u64, u64, u64), ()>,
+    by_reason: redb::Table<'t, (&'static str, u64, u64), ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -242,49 +253,52 @@ impl<'t> Tables<'t> {
         })
     }
 
-    fn index(&mut self, uid: &str, e: &Event) -> Result<()> {
+    fn index(&mut self, seq: u64, e: &Event) -> Result<()> {
         let t = micros(e.last_seen);
-        let (ns, kind, name) = (
-            e.namespace.as_str(),
-            e.regarding.kind.as_str(),
-            e.regarding.name.as_str(),
-        );
-        self.by_time.insert((t, uid), ())?;
-        self.by_ns.insert((ns, t, uid), ())?;
-        self.by_object.insert((ns, kind, name, t, uid), ())?;
-        self.by_reason.insert((e.reason.as_str(), t, uid), ())?;
+        self.by_time.insert((t, seq), ())?;
+        self.by_ns.insert((e.namespace.as_str(), t, seq), ())?;
+        self.by_object.insert(
+            (
+                object_key(&e.namespace, &e.regarding.kind, &e.regarding.name),
+                t,
+                seq,
+            ),
+            (),
+        )?;
+        self.by_reason.insert((e.reason.as_str(), t, seq), ())?;
         Ok(())
     }
 
-    fn unindex(&mut self, uid: &str, e: &Event) -> Result<()> {
+    fn unindex(&mut self, seq: u64, e: &Event) -> Result<()> {
         let t = micros(e.last_seen);
-        let (ns, kind, name) = (
-            e.namespace.as_str(),
-            e.regarding.kind.as_str(),
-            e.regarding.name.as_str(),
-        );
-        self.by_time.remove((t, uid))?;
-        self.by_ns.remove((ns, t, uid))?;
-        self.by_object.remove((ns, kind, name, t, uid))?;
-        self.by_reason.remove((e.reason.as_str(), t, uid))?;
+        self.by_time.remove((t, seq))?;
+        self.by_ns.remove((e.namespace.as_str(), t, seq))?;
+        self.by_object.remove((
+            object_key(&e.namespace, &e.regarding.kind, &e.regarding.name),
+            t,
+            seq,
+        ))?;
+        self.by_reason.remove((e.reason.as_str(), t, seq))?;
         Ok(())
     }
 
-    fn stored(&self, uid: &str) -> Result<Option<Event>> {
-        let bytes = self.records.get(uid)?;
-        Ok(bytes.map(|b| record::decode(uid, b.value())).transpose()?)
+    fn stored(&self, seq: u64) -> Result<Option<Event>> {
+        let bytes = self.records.get(seq)?;
+        Ok(bytes.map(|b| record::decode(b.value())).transpose()?)
     }
 }
 
 fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
     let mut tables = Tables::open(txn)?;
     let mut buf = Vec::with_capacity(1024);
-    for (uid, event) in &batch.records {
-        let uid = uid.as_str();
-        let mut event = std::borrow::Cow::Borrowed(event);
-        if let Some(old) = tables.stored(uid)? {
+    // In seq order: appends at the end of the record table.
+    let mut seqs: Vec<&u64> = batch.records.keys().collect();
+    seqs.sort_unstable();
+    for &seq in seqs {
+        let mut event = std::borrow::Cow::Borrowed(&batch.records[&seq]);
+        if let Some(old) = tables.stored(seq)? {
             // The same object seen again: keep its earliest first occurrence and highest count.
-            tables.unindex(uid, &old)?;
+            tables.unindex(seq, &old)?;
             if old.first_seen < event.first_seen || old.count > event.count {
                 let e = event.to_mut();
                 e.first_seen = e.first_seen.min(old.first_seen);
@@ -292,29 +306,34 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
             }
         }
         record::encode(&event, &mut buf);
-        tables.records.insert(uid, buf.as_slice())?;
-        tables.index(uid, &event)?;
+        tables.records.insert(seq, buf.as_slice())?;
+        tables.index(seq, &event)?;
     }
     let mut ledger = txn.open_table(LEDGER)?;
-    for (uid, e) in &batch.ledger {
-        ledger.insert(uid.as_str(), (e.count, e.touched, e.archived))?;
+    for (seq, e) in &batch.ledger {
+        ledger.insert(*seq, (e.uid.as_str(), e.count, e.touched, e.archived))?;
     }
-    for uid in &batch.forget {
-        ledger.remove(uid.as_str())?;
+    for seq in &batch.forget {
+        ledger.remove(*seq)?;
     }
     let mut checkpoints = txn.open_table(CHECKPOINTS)?;
     for (stream, rv) in &batch.checkpoints {
         checkpoints.insert(stream.as_str(), rv.as_str())?;
     }
+    let mut meta = txn.open_table(META)?;
+    let stored_next = meta.get("next_seq")?.map_or(0, |v| v.value());
+    if batch.next_seq > stored_next {
+        meta.insert("next_seq", batch.next_seq)?;
+    }
     Ok(batch.records.len())
 }
 
-fn delete_records<'a>(txn: &WriteTransaction, uids: impl Iterator<Item = &'a str>) -> Result<()> {
+fn delete_records(txn: &WriteTransaction, seqs: &[u64]) -> Result<()> {
     let mut tables = Tables::open(txn)?;
-    for uid in uids {
-        if let Some(old) = tables.stored(uid)? {
-            tables.unindex(uid, &old)?;
-            tables.records.remove(uid)?;
+    for &seq in seqs {
+        if let Some(old) = tables.stored(seq)? {
+            tables.unindex(seq, &old)?;
+            tables.records.remove(seq)?;
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use redb::ReadableDatabase;
 use super::{
     Archive, Result,
     record::{self, micros},
-    schema::{BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, RECORDS},
+    schema::{BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, RECORDS, object_key},
 };
 use crate::{config::parse_duration, event::Event};
 
@@ -49,53 +49,34 @@ pub struct Query {
     pub table: bool,
 }
 
-/// A position in the newest-first order: the next page starts strictly after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A position in the newest-first `(last_seen, seq)` order: the next page starts strictly
+/// after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub last_seen: u64,
-    pub uid: String,
+    pub seq: u64,
 }
 
 impl Cursor {
-    /// `<last_seen hex>.<uid hex>.<checksum hex>`: opaque to users, checked on the way back.
+    /// `<last_seen hex>.<seq hex>.<checksum hex>`: opaque to users, checked on the way back.
     pub fn encode(&self) -> String {
-        let body = format!("{:x}.{}", self.last_seen, hex(self.uid.as_bytes()));
+        let body = format!("{:x}.{:x}", self.last_seen, self.seq);
         format!("{body}.{:08x}", checksum(body.as_bytes()))
     }
 
     pub fn decode(s: &str) -> Result<Self, InvalidQuery> {
         let bad = || invalid("cursor is not one this server issued (corrupt or edited)");
         let (body, sum) = s.rsplit_once('.').ok_or_else(bad)?;
-        if u32::from_str_radix(sum, 16).ok() != Some(checksum(body.as_bytes())) || sum.len() != 8 {
+        if sum.len() != 8 || u32::from_str_radix(sum, 16).ok() != Some(checksum(body.as_bytes())) {
             return Err(bad());
         }
-        let (ts, uid) = body.split_once('.').ok_or_else(bad)?;
-        let last_seen = u64::from_str_radix(ts, 16).map_err(|_| bad())?;
-        let uid = unhex(uid)
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(bad)?;
-        Ok(Self { last_seen, uid })
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
+        let (ts, seq) = body.split_once('.').ok_or_else(bad)?;
+        let hex = |v: &str| u64::from_str_radix(v, 16).map_err(|_| bad());
+        Ok(Self {
+            last_seen: hex(ts)?,
+            seq: hex(seq)?,
         })
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// FNV-1a: catches corruption and casual edits (a cursor is a position, not a secret).
@@ -229,106 +210,94 @@ impl Query {
 pub struct Page {
     pub items: Vec<Event>,
     pub next_cursor: Option<Cursor>,
+    /// The position of the last item.
+    last: Option<Cursor>,
 }
 
-/// The upper end of the scan in `(last_seen, uid)` order: the cursor, else `until`.
-fn upper(q: &Query) -> (u64, Option<&str>) {
-    match &q.cursor {
-        Some(c) => {
-            let until = q.until.unwrap_or(u64::MAX);
-            if c.last_seen > until {
-                (until, None)
-            } else {
-                (c.last_seen, Some(c.uid.as_str()))
-            }
-        }
-        None => (q.until.unwrap_or(u64::MAX), None),
+/// The inclusive upper end of the scan in `(last_seen, seq)` order: just before the cursor,
+/// else `until`.
+fn upper(q: &Query) -> (u64, u64) {
+    let until = (q.until.unwrap_or(u64::MAX), u64::MAX);
+    match q.cursor {
+        Some(c) if (c.last_seen, c.seq) <= until => match c.seq.checked_sub(1) {
+            Some(seq) => (c.last_seen, seq),
+            None if c.last_seen == 0 => (0, 0),
+            None => (c.last_seen - 1, u64::MAX),
+        },
+        _ => until,
     }
 }
 
 impl Archive {
-    /// Runs `q`: newest last occurrence first; ties broken by uid, descending.
+    /// Runs `q`: newest last occurrence first; ties broken by seq (first sighting), descending.
     pub fn query(&self, q: &Query) -> Result<Page> {
         let txn = self.db().begin_read()?;
         let records = txn.open_table(RECORDS)?;
         let since = q.since.unwrap_or(0);
-        let (top, after_uid) = upper(q);
-        // Candidates as (last_seen, uid), newest first, from the most selective index.
-        let mut candidates: Box<dyn Iterator<Item = Result<(u64, String)>>> =
+        let (top, top_seq) = upper(q);
+        if q.cursor.is_some_and(|c| (c.last_seen, c.seq) == (0, 0)) || top < since {
+            return Ok(Page::default());
+        }
+        // Candidates as (last_seen, seq), newest first, from the most selective index.
+        let candidates: Box<dyn Iterator<Item = Result<(u64, u64)>>> =
             match (&q.namespace, &q.kind, &q.name, &q.reason) {
                 (Some(ns), Some(kind), Some(name), _) => {
                     let t = txn.open_table(BY_OBJECT)?;
-                    let (ns, kind, name) = (ns.as_str(), kind.as_str(), name.as_str());
-                    let range =
-                        t.range((ns, kind, name, since, "")..=(ns, kind, name, top, "\u{10ffff}"))?;
+                    let key = object_key(ns, kind, name);
+                    let range = t.range((key, since, 0)..=(key, top, top_seq))?;
                     Box::new(range.rev().map(|r| {
-                        let (k, _) = r?;
-                        let (_, _, _, ts, uid) = k.value();
-                        Ok((ts, uid.to_owned()))
+                        let (_, ts, seq) = r?.0.value();
+                        Ok((ts, seq))
                     }))
                 }
                 (Some(ns), ..) => {
                     let t = txn.open_table(BY_NAMESPACE)?;
                     let ns = ns.as_str();
-                    let range = t.range((ns, since, "")..=(ns, top, "\u{10ffff}"))?;
+                    let range = t.range((ns, since, 0)..=(ns, top, top_seq))?;
                     Box::new(range.rev().map(|r| {
-                        let (k, _) = r?;
-                        let (_, ts, uid) = k.value();
-                        Ok((ts, uid.to_owned()))
+                        let (_, ts, seq) = r?.0.value();
+                        Ok((ts, seq))
                     }))
                 }
                 (None, _, _, Some(reason)) => {
                     let t = txn.open_table(BY_REASON)?;
                     let reason = reason.as_str();
-                    let range = t.range((reason, since, "")..=(reason, top, "\u{10ffff}"))?;
+                    let range = t.range((reason, since, 0)..=(reason, top, top_seq))?;
                     Box::new(range.rev().map(|r| {
-                        let (k, _) = r?;
-                        let (_, ts, uid) = k.value();
-                        Ok((ts, uid.to_owned()))
+                        let (_, ts, seq) = r?.0.value();
+                        Ok((ts, seq))
                     }))
                 }
                 _ => {
                     let t = txn.open_table(BY_TIME)?;
-                    let range = t.range((since, "")..=(top, "\u{10ffff}"))?;
-                    Box::new(range.rev().map(|r| {
-                        let (k, _) = r?;
-                        let (ts, uid) = k.value();
-                        Ok((ts, uid.to_owned()))
-                    }))
+                    let range = t.range((since, 0)..=(top, top_seq))?;
+                    Box::new(range.rev().map(|r| Ok(r?.0.value())))
                 }
             };
         let mut page = Page::default();
-        let mut scanned = 0;
-        for candidate in &mut candidates {
-            let (ts, uid) = candidate?;
-            // Strictly after the cursor: at the cursor's time, only smaller uids.
-            if ts == top && after_uid.is_some_and(|a| uid.as_str() >= a) {
-                continue;
-            }
+        for (scanned, candidate) in candidates.enumerate() {
+            let (ts, seq) = candidate?;
             if scanned == MAX_SCANNED {
-                // Resume from the last row examined; this page may be short.
+                // Resume at this row, which was not examined; this page may be short.
                 page.next_cursor = Some(Cursor {
                     last_seen: ts,
-                    uid: format!("{uid}\u{10ffff}"),
+                    seq: seq.saturating_add(1),
                 });
                 break;
             }
-            scanned += 1;
-            let Some(bytes) = records.get(uid.as_str())? else {
+            let Some(bytes) = records.get(seq)? else {
                 continue;
             };
-            let event = record::decode(&uid, bytes.value())?;
+            let event = record::decode(bytes.value())?;
             if !q.matches(&event) {
                 continue;
             }
             if page.items.len() == q.limit {
                 // One more match exists: the page is full and there is a next one.
-                page.next_cursor = page.items.last().map(|e| Cursor {
-                    last_seen: micros(e.last_seen),
-                    uid: e.uid.clone(),
-                });
+                page.next_cursor = page.last;
                 break;
             }
+            page.last = Some(Cursor { last_seen: ts, seq });
             page.items.push(event);
         }
         Ok(page)

@@ -1,5 +1,5 @@
 //! The compact record encoding: a version byte, varints for times and count, then
-//! length-prefixed strings. No field names, no managedFields: a typical event fits in a few
+//! length-prefixed strings (the uid first). No field names, no managedFields: a typical event fits in a few
 //! hundred bytes, under the ~950 B at which redb packs four records per page.
 
 use jiff::Timestamp;
@@ -35,7 +35,7 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
-/// Encodes everything but the uid, which is the key.
+/// Encodes the whole event.
 pub fn encode(e: &Event, buf: &mut Vec<u8>) {
     buf.clear();
     buf.push(VERSION);
@@ -44,6 +44,7 @@ pub fn encode(e: &Event, buf: &mut Vec<u8>) {
     put_varint(buf, e.count);
     let r = &e.regarding;
     for s in [
+        &e.uid,
         &e.namespace,
         &e.name,
         &e.resource_version,
@@ -95,7 +96,7 @@ impl Reader<'_> {
     }
 }
 
-pub fn decode(uid: &str, bytes: &[u8]) -> Result<Event, CorruptRecord> {
+pub fn decode(bytes: &[u8]) -> Result<Event, CorruptRecord> {
     let (&version, rest) = bytes.split_first().ok_or(CorruptRecord("empty"))?;
     if version != VERSION {
         return Err(CorruptRecord("unknown version"));
@@ -105,7 +106,7 @@ pub fn decode(uid: &str, bytes: &[u8]) -> Result<Event, CorruptRecord> {
     let last_seen = from_micros(r.varint()?);
     let count = r.varint()?;
     Ok(Event {
-        uid: uid.to_owned(),
+        uid: r.string()?,
         first_seen,
         last_seen,
         count,
@@ -167,7 +168,7 @@ mod tests {
         let e = sample();
         let mut buf = Vec::new();
         encode(&e, &mut buf);
-        assert_eq!(decode(&e.uid, &buf).unwrap(), e);
+        assert_eq!(decode(&buf).unwrap(), e);
         assert!(
             buf.len() < 300,
             "typical record is compact: {} bytes",
@@ -180,16 +181,13 @@ mod tests {
         let mut buf = Vec::new();
         encode(&sample(), &mut buf);
         for cut in 0..buf.len() {
-            assert!(decode("u", &buf[..cut]).is_err(), "cut at {cut}");
+            assert!(decode(&buf[..cut]).is_err(), "cut at {cut}");
         }
-        assert!(decode("u", &[9, 1, 2]).is_err());
+        assert!(decode(&[9, 1, 2]).is_err());
         assert!(
-            decode(
-                "u",
-                &[
-                    1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
-                ]
-            )
+            decode(&[
+                1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+            ])
             .is_err()
         );
     }

@@ -1,29 +1,46 @@
-//! The redb tables. Keys are chosen for the range scans the query API needs: every index ends
-//! in `(last_seen, uid)`, so a filter on its prefix reads newest-first in key order and a page
-//! touches about `limit` rows.
+//! The redb tables. Every event gets a sequence number (`seq`) when first seen, so the record
+//! and ledger tables grow at their end instead of at random uid positions: a commit touches few
+//! pages. Every index ends in `(last_seen, seq)`, so a filter on its prefix reads newest-first
+//! in key order and a page touches about `limit` rows.
 
 use redb::TableDefinition;
 
-/// uid → the record ([`super::record`] encoding).
-pub const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// seq → the record ([`super::record`] encoding, uid included).
+pub const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 
-/// (last_seen µs, uid): every record by time; retention deletes from the old end.
-pub const BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("by_time");
+/// (last_seen µs, seq): every record by time; retention deletes from the old end.
+pub const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
 
-/// (namespace, last_seen µs, uid).
-pub const BY_NAMESPACE: TableDefinition<(&str, u64, &str), ()> =
+/// (namespace, last_seen µs, seq).
+pub const BY_NAMESPACE: TableDefinition<(&str, u64, u64), ()> =
     TableDefinition::new("by_namespace");
 
-/// (namespace, kind, name, last_seen µs, uid): the involved object's history.
-pub const BY_OBJECT: TableDefinition<(&str, &str, &str, u64, &str), ()> =
-    TableDefinition::new("by_object");
+/// (hash of namespace/kind/name, last_seen µs, seq): the involved object's history. A fixed-size
+/// key keeps this index, the one with random insert positions, small; queries re-check the
+/// record, so a hash collision costs a row read, never a wrong answer.
+pub const BY_OBJECT: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("by_object");
 
-/// (reason, last_seen µs, uid).
-pub const BY_REASON: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("by_reason");
+/// (reason, last_seen µs, seq).
+pub const BY_REASON: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("by_reason");
 
-/// The occurrence ledger: uid → (last seen count, last sighting in unix seconds, archived).
-/// Committed with the records it describes, so a restart neither recounts nor loses.
-pub const LEDGER: TableDefinition<&str, (u64, u64, bool)> = TableDefinition::new("ledger");
+/// The occurrence ledger: seq → (uid, last seen count, last sighting in unix seconds,
+/// archived). Committed with the records it describes, so a restart neither recounts nor loses.
+pub const LEDGER: TableDefinition<u64, (&str, u64, u64, bool)> = TableDefinition::new("ledger");
 
 /// Watch stream → the resourceVersion to resume from.
 pub const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
+
+/// Counters: `next_seq`.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The involved object's key in [`BY_OBJECT`]: FNV-1a over namespace, kind and name, stable
+/// across versions and processes (unlike `std`'s randomly keyed hasher).
+pub fn object_key(namespace: &str, kind: &str, name: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325_u64;
+    for part in [namespace, kind, name] {
+        for b in part.bytes().chain([0xff]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}

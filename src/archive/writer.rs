@@ -60,11 +60,11 @@ pub struct ArchiveSink {
 }
 
 impl ArchiveSink {
-    /// Queues `event` (and its ledger entry) for the next commit. `archived` says whether its
-    /// record already exists; a new record must pass the rate limits. Returns whether the
-    /// record is (or will be) archived. The ledger entry is always queued, so a dropped record
-    /// is still never counted twice.
-    pub fn write(&self, event: &Event, archived: bool, touched: u64) -> bool {
+    /// Queues `event` (and its ledger entry) under its `seq` for the next commit. `archived`
+    /// says whether its record already exists; a new record must pass the rate limits. Returns
+    /// whether the record is (or will be) archived. The ledger entry is always queued, so a
+    /// dropped record is still never counted twice.
+    pub fn write(&self, seq: u64, event: &Event, archived: bool, touched: u64) -> bool {
         let admitted = archived
             || match self.limiter.admit(&event.namespace) {
                 Ok(()) => true,
@@ -76,34 +76,39 @@ impl ArchiveSink {
         let mut batch = self.pending.lock();
         let mut stored = false;
         if admitted {
-            if batch.records.len() < MAX_PENDING || batch.records.contains_key(&event.uid) {
-                batch.records.insert(event.uid.clone(), event.clone());
+            if batch.records.len() < MAX_PENDING || batch.records.contains_key(&seq) {
+                batch.records.insert(seq, event.clone());
                 stored = true;
             } else {
                 self.metrics.archive.dropped_queue_full.inc();
             }
         }
-        let entry = LedgerEntry {
-            count: event.count,
-            touched,
-            archived: archived || stored,
-        };
-        batch.ledger.insert(event.uid.clone(), entry);
+        let archived = archived || stored;
+        batch.ledger.insert(
+            seq,
+            LedgerEntry {
+                uid: event.uid.clone(),
+                count: event.count,
+                touched,
+                archived,
+            },
+        );
+        batch.next_seq = batch.next_seq.max(seq + 1);
         let full = batch.records.len() >= COMMIT_BATCH;
         self.metrics.archive.pending.set(batch.records.len() as i64);
         drop(batch);
         if full {
             self.pending.flush.notify_one();
         }
-        entry.archived
+        archived
     }
 
     /// The event is gone from the API server (or expired from the ledger): drop its ledger
     /// entry. Its record stays.
-    pub fn forget(&self, uid: &str) {
+    pub fn forget(&self, seq: u64) {
         let mut batch = self.pending.lock();
-        batch.ledger.remove(uid);
-        batch.forget.push(uid.to_owned());
+        batch.ledger.remove(&seq);
+        batch.forget.push(seq);
     }
 
     /// The stream has seen everything up to `resource_version`.

@@ -8,6 +8,8 @@ use std::{
 
 #[derive(Debug)]
 struct Entry {
+    /// The event's sequence number: its key in the archive.
+    seq: u64,
     count: u64,
     touched: Instant,
     /// Whether the event's record made it into the archive (it may have been rate limited).
@@ -21,6 +23,8 @@ pub struct Observation {
     pub occurrences: u64,
     /// Whether the event's record is already archived.
     pub archived: bool,
+    /// The event's sequence number, given at its first sighting.
+    pub seq: u64,
 }
 
 /// Remembers the highest count seen per event uid. Bounded: an entry goes when its event is
@@ -29,13 +33,16 @@ pub struct Observation {
 pub struct Ledger {
     entries: HashMap<String, Entry>,
     ttl: Duration,
+    next_seq: u64,
 }
 
 impl Ledger {
-    pub fn new(ttl: Duration) -> Self {
+    /// An empty ledger that numbers new events from `next_seq` on.
+    pub fn new(ttl: Duration, next_seq: u64) -> Self {
         Self {
             entries: HashMap::new(),
             ttl,
+            next_seq,
         }
     }
 
@@ -49,11 +56,15 @@ impl Ledger {
             Observation {
                 occurrences,
                 archived: entry.archived,
+                seq: entry.seq,
             }
         } else {
+            let seq = self.next_seq;
+            self.next_seq += 1;
             self.entries.insert(
                 uid.to_owned(),
                 Entry {
+                    seq,
                     count,
                     touched: now,
                     archived: false,
@@ -62,6 +73,7 @@ impl Ledger {
             Observation {
                 occurrences: count,
                 archived: false,
+                seq,
             }
         }
     }
@@ -76,12 +88,14 @@ impl Ledger {
     /// are not restored. Returns whether it was.
     pub fn restore(
         &mut self,
+        seq: u64,
         uid: String,
         count: u64,
         archived: bool,
         age: Duration,
         now: Instant,
     ) -> bool {
+        self.next_seq = self.next_seq.max(seq + 1);
         if age >= self.ttl {
             return false;
         }
@@ -89,6 +103,7 @@ impl Ledger {
         self.entries.insert(
             uid,
             Entry {
+                seq,
                 count,
                 touched,
                 archived,
@@ -97,23 +112,22 @@ impl Ledger {
         true
     }
 
-    /// The event was deleted; its uid is never reused.
-    pub fn forget(&mut self, uid: &str) {
-        self.entries.remove(uid);
+    /// The event was deleted (its uid is never reused); returns its seq if it was known.
+    pub fn forget(&mut self, uid: &str) -> Option<u64> {
+        self.entries.remove(uid).map(|e| e.seq)
     }
 
-    /// Drops entries not seen for the ttl; returns their uids.
-    pub fn sweep(&mut self, now: Instant) -> Vec<String> {
+    /// Drops entries not seen for the ttl; returns their seqs.
+    pub fn sweep(&mut self, now: Instant) -> Vec<u64> {
         let ttl = self.ttl;
-        let expired: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| now.saturating_duration_since(e.touched) >= ttl)
-            .map(|(uid, _)| uid.clone())
-            .collect();
-        for uid in &expired {
-            self.entries.remove(uid);
-        }
+        let mut expired = Vec::new();
+        self.entries.retain(|_, e| {
+            let keep = now.saturating_duration_since(e.touched) < ttl;
+            if !keep {
+                expired.push(e.seq);
+            }
+            keep
+        });
         expired
     }
 
@@ -133,7 +147,7 @@ mod tests {
     #[test]
     fn deltas() {
         let t = Instant::now();
-        let mut l = Ledger::new(Duration::from_secs(60));
+        let mut l = Ledger::new(Duration::from_secs(60), 0);
         let mut seen = |uid, count| l.observe(uid, count, t).occurrences;
         assert_eq!(seen("a", 3), 3);
         assert_eq!(seen("a", 7), 4, "3 → 7 is four occurrences");
@@ -141,8 +155,9 @@ mod tests {
         assert_eq!(seen("a", 5), 0, "a stale delivery adds nothing");
         assert_eq!(seen("a", 8), 1, "and does not lower the mark");
         assert_eq!(seen("b", 1), 1);
-        l.forget("a");
-        assert_eq!(l.len(), 1);
+        assert_eq!(l.forget("a"), Some(0));
+        assert_eq!(l.observe("c", 1, t).seq, 2, "seqs are never reused");
+        assert_eq!(l.len(), 2);
     }
 
     #[test]
@@ -150,7 +165,7 @@ mod tests {
         // Any delivery order, with repeats and reorders: the occurrences add up to the max.
         let t = Instant::now();
         for seq in [vec![1, 1, 2, 5, 3, 5, 9], vec![4, 2, 6, 6, 1], vec![1]] {
-            let mut l = Ledger::new(Duration::from_secs(60));
+            let mut l = Ledger::new(Duration::from_secs(60), 0);
             let total: u64 = seq.iter().map(|c| l.observe("x", *c, t).occurrences).sum();
             assert_eq!(total, *seq.iter().max().unwrap());
         }
@@ -159,11 +174,11 @@ mod tests {
     #[test]
     fn sweep_drops_only_unseen_entries() {
         let t0 = Instant::now();
-        let mut l = Ledger::new(Duration::from_secs(60));
+        let mut l = Ledger::new(Duration::from_secs(60), 0);
         l.observe("old", 1, t0);
         l.observe("fresh", 1, t0);
         l.observe("fresh", 1, t0 + Duration::from_secs(50));
-        assert_eq!(l.sweep(t0 + Duration::from_secs(70)), ["old"]);
+        assert_eq!(l.sweep(t0 + Duration::from_secs(70)), [0]);
         assert_eq!(
             l.observe("fresh", 2, t0 + Duration::from_secs(70))
                 .occurrences,
@@ -174,18 +189,27 @@ mod tests {
     #[test]
     fn restored_entries_keep_counts_and_archived_state() {
         let t = Instant::now();
-        let mut l = Ledger::new(Duration::from_secs(60));
-        assert!(l.restore("a".into(), 5, true, Duration::from_secs(10), t));
-        assert!(!l.restore("stale".into(), 5, true, Duration::from_secs(60), t));
+        let mut l = Ledger::new(Duration::from_secs(60), 0);
+        assert!(l.restore(7, "a".into(), 5, true, Duration::from_secs(10), t));
+        assert!(!l.restore(9, "stale".into(), 5, true, Duration::from_secs(60), t));
         // Restored as seen 10 s ago: still there 49 s later, gone after 50.
         assert!(l.sweep(t + Duration::from_secs(49)).is_empty());
         assert_eq!(
             l.observe("a", 7, t),
             Observation {
                 occurrences: 2,
-                archived: true
+                archived: true,
+                seq: 7
             }
         );
-        assert_eq!(l.observe("stale", 5, t).occurrences, 5);
+        // New events are numbered after every restored seq, even a stale one.
+        assert_eq!(
+            l.observe("stale", 5, t),
+            Observation {
+                occurrences: 5,
+                archived: false,
+                seq: 10
+            }
+        );
     }
 }

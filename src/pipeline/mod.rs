@@ -64,8 +64,8 @@ impl Pipeline {
                     None => return Ok(()),
                 },
                 _ = sweep.tick() => {
-                    for uid in self.ledger.sweep(Instant::now()) {
-                        self.archive.forget(&uid);
+                    for seq in self.ledger.sweep(Instant::now()) {
+                        self.archive.forget(seq);
                     }
                     self.archive.housekeep();
                     self.metrics.ledger_entries.set(self.ledger.len() as i64);
@@ -79,8 +79,9 @@ impl Pipeline {
         match msg {
             SourceMsg::Applied(event) => self.apply(&event),
             SourceMsg::Deleted { uid } => {
-                self.ledger.forget(&uid);
-                self.archive.forget(&uid);
+                if let Some(seq) = self.ledger.forget(&uid) {
+                    self.archive.forget(seq);
+                }
                 self.metrics.ledger_entries.set(self.ledger.len() as i64);
             }
             SourceMsg::Checkpoint {
@@ -112,7 +113,7 @@ impl Pipeline {
             .get_or_create(&EventLabels::of(event))
             .inc_by(seen.occurrences);
         let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
-        if self.archive.write(event, seen.archived, now_secs) && !seen.archived {
+        if self.archive.write(seen.seq, event, seen.archived, now_secs) && !seen.archived {
             self.ledger.set_archived(&event.uid);
         }
         let last = event.last_seen.as_millisecond() as f64 / 1000.0;

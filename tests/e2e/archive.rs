@@ -33,7 +33,8 @@ fn base() -> Timestamp {
     "2026-11-20T00:00:00Z".parse().expect("time")
 }
 
-/// A deterministic event: namespace, object, reason, type and time all follow from `i`.
+/// A deterministic event: namespace, object, reason, type and time all follow from `i`, which
+/// is also its seq (so uid order and seq order agree).
 fn event(i: u64, last_seen: Timestamp) -> Event {
     let ns = format!("ns-{}", i % 20);
     let kind = KINDS[(i % 3) as usize];
@@ -73,15 +74,16 @@ fn commit_all(archive: &Archive, events: &[Event]) {
     for chunk in events.chunks(1000) {
         let mut batch = Batch::default();
         for e in chunk {
-            batch.records.insert(e.uid.clone(), e.clone());
-            batch.ledger.insert(
-                e.uid.clone(),
-                LedgerEntry {
-                    count: e.count,
-                    touched: 0,
-                    archived: true,
-                },
-            );
+            let seq: u64 = e.uid.trim_start_matches("uid-").parse().expect("uid-<seq>");
+            batch.records.insert(seq, e.clone());
+            let entry = LedgerEntry {
+                uid: e.uid.clone(),
+                count: e.count,
+                touched: 0,
+                archived: true,
+            };
+            batch.ledger.insert(seq, entry);
+            batch.next_seq = batch.next_seq.max(seq + 1);
         }
         archive.commit(&batch).expect("commit");
     }
@@ -141,7 +143,7 @@ fn hundred_thousand_records_answer_every_kind_of_query_exactly() {
         100_000,
         "updates add no rows"
     );
-    let first_updated = archive.get("uid-00000020").expect("get").expect("present");
+    let first_updated = archive.get(20).expect("get").expect("present");
     assert_eq!(first_updated.count, events[20].count);
     assert_eq!(
         first_updated.first_seen, events[20].first_seen,
@@ -249,18 +251,8 @@ fn retention_deletes_what_is_old_and_the_file_plateaus() {
     let now = base() + Duration::from_secs(39 * 3_600);
     // What is newer than the retention stays, what is older went.
     assert_eq!(archive.record_count().expect("count"), 11 * 2_000);
-    assert!(
-        archive
-            .get(&format!("uid-{:08}", 28 * 2_000))
-            .expect("get")
-            .is_none()
-    );
-    assert!(
-        archive
-            .get(&format!("uid-{:08}", 29 * 2_000))
-            .expect("get")
-            .is_some()
-    );
+    assert!(archive.get(28 * 2_000).expect("get").is_none());
+    assert!(archive.get(29 * 2_000).expect("get").is_some());
     let q = query(&[(
         "until",
         (now - Duration::from_secs(10 * 3_600 + 1)).to_string(),
@@ -292,8 +284,8 @@ fn the_size_cap_evicts_the_oldest_first() {
     assert!(swept.size > 0 && swept.retention == 0);
     assert!(archive.used_bytes().expect("used") <= cap);
     // The newest survive, the oldest went.
-    assert!(archive.get("uid-00059999").expect("get").is_some());
-    assert!(archive.get("uid-00000000").expect("get").is_none());
+    assert!(archive.get(59999).expect("get").is_some());
+    assert!(archive.get(0).expect("get").is_none());
 }
 
 async fn serve(archive: Archive) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
@@ -326,7 +318,7 @@ async fn every_bad_parameter_is_a_400_naming_it() {
     let forged = {
         let good = Cursor {
             last_seen: 5,
-            uid: "uid-1".into(),
+            seq: 1,
         }
         .encode();
         format!("{}0{}", &good[..1], &good[2..])

@@ -374,7 +374,10 @@ async fn pages_return_every_record_once_in_order_while_events_arrive() {
     for uid in &original {
         assert!(unique.contains(uid), "record {uid} was skipped");
     }
-    assert!(seen.windows(2).all(|w| w[0] >= w[1]), "not newest first");
+    assert!(
+        seen.windows(2).all(|w| w[0].0 >= w[1].0),
+        "not newest first"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
