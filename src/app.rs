@@ -9,16 +9,21 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::{
+    alerting::{
+        Alerting,
+        delivery::{Deliverer, DeliveryQueue},
+    },
     archive::{
         Archive, LedgerEntry, Restored,
         limits::ArchiveLimiter,
         writer::{self, ArchiveSink, WriterSettings},
     },
-    config::{Config, Source},
+    config::{AlertingConfig, Config, Source},
     health::Health,
     http::{AppState, HttpServer},
     metrics::Metrics,
-    pipeline::{Pipeline, ledger::Ledger},
+    pipeline::{Consumers, Pipeline, ledger::Ledger},
+    rules::Rules,
     source::{CHANNEL_CAPACITY, kube::KubeSource, replay::ReplaySource},
 };
 
@@ -179,6 +184,25 @@ impl App {
             (Source::Kube { .. }, None) => unreachable!("App::start builds a client for Kube"),
         };
 
+        let alerting = config
+            .alerting
+            .as_ref()
+            .map(|a| {
+                start_alerting(
+                    a,
+                    &config.rules,
+                    &self.archive,
+                    &metrics,
+                    &mut tasks,
+                    &shutdown,
+                )
+            })
+            .transpose()?;
+        let consumers = Consumers {
+            archive: sink,
+            rules: config.rules,
+            alerting,
+        };
         let pipeline = Pipeline::new(
             rx,
             ledger,
@@ -186,39 +210,11 @@ impl App {
             streams,
             metrics,
             health,
-            sink,
+            consumers,
         );
         tasks.spawn(pipeline.run(shutdown.clone()));
 
-        let mut result = Ok(());
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                joined = tasks.join_next() => match joined {
-                    None => break,
-                    Some(Ok(Ok(()))) => {}
-                    Some(Ok(Err(e))) => {
-                        error!(error = %e, "A task failed; stopping.");
-                        result = Err(e);
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        error!(error = %e, "A task panicked; stopping.");
-                        result = Err(e.into());
-                        break;
-                    }
-                },
-            }
-        }
-        shutdown.cancel();
-        // Parts finish their current step and stop; give them a bounded time.
-        let drain = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(10), drain)
-            .await
-            .is_err()
-        {
-            error!("Tasks did not stop within 10s; exiting anyway.");
-        }
+        let result = supervise(tasks, &shutdown).await;
         writer_stop.cancel();
         match writer_task.await {
             Ok(Ok(())) => {}
@@ -227,6 +223,93 @@ impl App {
         }
         result
     }
+}
+
+/// Waits for shutdown or the first failing task, then stops every task (bounded in time).
+async fn supervise(
+    mut tasks: JoinSet<anyhow::Result<()>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut result = Ok(());
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    error!(error = %e, "A task failed; stopping.");
+                    result = Err(e);
+                    break;
+                }
+                Some(Err(e)) => {
+                    error!(error = %e, "A task panicked; stopping.");
+                    result = Err(e.into());
+                    break;
+                }
+            },
+        }
+    }
+    shutdown.cancel();
+    // Parts finish their current step and stop; give them a bounded time.
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        error!("Tasks did not stop within 10s; exiting anyway.");
+    }
+    result
+}
+
+/// Starts one delivery task per Alertmanager and the resender, and re-posts the alerts that
+/// were active when the exporter last stopped (unchanged: no new occurrence is invented).
+fn start_alerting(
+    config: &AlertingConfig,
+    rules: &Rules,
+    archive: &Archive,
+    metrics: &Arc<Metrics>,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<Alerting>> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("kube-event-exporter/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let mut queues = Vec::new();
+    for (name, endpoint) in &config.alertmanagers {
+        let queue = Arc::new(DeliveryQueue::new(name, config.queue_size, metrics));
+        let deliverer = Deliverer::new(
+            queue.clone(),
+            endpoint.clone(),
+            client.clone(),
+            metrics.clone(),
+        );
+        tasks.spawn(deliverer.run(shutdown.clone()));
+        queues.push(queue);
+    }
+    info!(
+        alertmanagers = config.alertmanagers.len(),
+        "Forwarding alerts."
+    );
+    let alerting = Arc::new(Alerting::new(
+        config.settings.clone(),
+        queues,
+        metrics.clone(),
+    ));
+    let since = jiff::Timestamp::now()
+        .checked_sub(config.settings.resolve_after)
+        .map_or(0, crate::archive::record::micros);
+    // Bounded: a restart re-posts at most this many archived events' alerts.
+    for event in archive.recent(since, 100_000)? {
+        let decision = rules.decide(&event);
+        if decision.alert && !decision.drop {
+            alerting.occurrence(&event, &decision);
+        }
+    }
+    tasks.spawn(alerting.clone().run_resender(shutdown.clone()));
+    Ok(alerting)
 }
 
 /// The ledger as the archive left it; entries unseen for longer than the ttl are dropped

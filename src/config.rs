@@ -7,6 +7,12 @@ use std::{fmt, net::SocketAddr, num::NonZeroU32, path::PathBuf, str::FromStr, ti
 
 use clap::{Parser, ValueEnum};
 
+use crate::{
+    alerting::AlertSettings,
+    archive::limits::ArchiveLimits,
+    rules::{Rules, is_label_name},
+};
+
 /// Which Kubernetes API serves the Events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventsApi {
@@ -213,42 +219,77 @@ pub struct Args {
     #[arg(long, env = "KEE_ARCHIVE_MAX_BYTES", value_name = "SIZE")]
     pub archive_max_bytes: Option<ByteSize>,
 
-    /// New archive records per second per namespace (updates of archived events are never
-    /// limited).
-    #[arg(
-        long,
-        env = "KEE_ARCHIVE_NAMESPACE_RATE",
-        value_name = "N",
-        default_value = "10"
-    )]
-    pub archive_namespace_rate: NonZeroU32,
+    /// New archive records per second per namespace; updates of archived events are never
+    /// limited [default: 10, or the config file's archive.namespace_rate].
+    #[arg(long, env = "KEE_ARCHIVE_NAMESPACE_RATE", value_name = "N")]
+    pub archive_namespace_rate: Option<NonZeroU32>,
 
-    /// New archive records a namespace may write at once, above its rate.
-    #[arg(
-        long,
-        env = "KEE_ARCHIVE_NAMESPACE_BURST",
-        value_name = "N",
-        default_value = "500"
-    )]
-    pub archive_namespace_burst: NonZeroU32,
+    /// New archive records a namespace may write at once, above its rate [default: 500].
+    #[arg(long, env = "KEE_ARCHIVE_NAMESPACE_BURST", value_name = "N")]
+    pub archive_namespace_burst: Option<NonZeroU32>,
 
-    /// New archive records per second, all namespaces together.
-    #[arg(
-        long,
-        env = "KEE_ARCHIVE_RATE",
-        value_name = "N",
-        default_value = "200"
-    )]
-    pub archive_rate: NonZeroU32,
+    /// New archive records per second, all namespaces together [default: 200].
+    #[arg(long, env = "KEE_ARCHIVE_RATE", value_name = "N")]
+    pub archive_rate: Option<NonZeroU32>,
 
-    /// New archive records all namespaces together may write at once, above the rate.
+    /// New archive records all namespaces together may write at once [default: 5000].
+    #[arg(long, env = "KEE_ARCHIVE_BURST", value_name = "N")]
+    pub archive_burst: Option<NonZeroU32>,
+
+    /// Alertmanager to post alerts to (repeatable or comma-separated): every URL gets every
+    /// alert, as an Alertmanager cluster expects [default: none, forwarding off].
     #[arg(
         long,
-        env = "KEE_ARCHIVE_BURST",
-        value_name = "N",
-        default_value = "5000"
+        env = "KEE_ALERTMANAGER_URL",
+        value_name = "URL",
+        value_delimiter = ','
     )]
-    pub archive_burst: NonZeroU32,
+    pub alertmanager_url: Vec<String>,
+
+    /// An alert stays firing this long after its last occurrence.
+    #[arg(
+        long,
+        env = "KEE_ALERT_RESOLVE_AFTER",
+        value_name = "DURATION",
+        default_value = "15m"
+    )]
+    pub alert_resolve_after: HumanDuration,
+
+    /// A static label on every alert, e.g. cluster=prod (repeatable or comma-separated).
+    #[arg(
+        long,
+        env = "KEE_ALERT_LABEL",
+        value_name = "NAME=VALUE",
+        value_delimiter = ','
+    )]
+    pub alert_label: Vec<String>,
+
+    /// How users reach this exporter; the base of each alert's generatorURL
+    /// [default: http://<listen>].
+    #[arg(long, env = "KEE_EXTERNAL_URL", value_name = "URL")]
+    pub external_url: Option<String>,
+
+    /// Active alerts are re-posted this often, so a restarted Alertmanager gets them back.
+    #[arg(
+        long,
+        env = "KEE_ALERT_RESEND_INTERVAL",
+        value_name = "DURATION",
+        default_value = "1m"
+    )]
+    pub alert_resend_interval: HumanDuration,
+
+    /// Alert updates that may wait per Alertmanager; beyond it the oldest are dropped.
+    #[arg(
+        long,
+        env = "KEE_ALERT_QUEUE_SIZE",
+        value_name = "N",
+        default_value = "10000"
+    )]
+    pub alert_queue_size: NonZeroU32,
+
+    /// YAML file with rules (drop events, choose and shape alerts) and archive limits.
+    #[arg(long, env = "KEE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 /// Where events come from.
@@ -276,6 +317,18 @@ pub struct Config {
     pub health_failure_threshold: Duration,
     pub ledger_ttl: Duration,
     pub archive: ArchiveConfig,
+    /// `None`: forwarding off.
+    pub alerting: Option<AlertingConfig>,
+    pub rules: Rules,
+}
+
+/// Where alerts go and how they look.
+#[derive(Clone, Debug)]
+pub struct AlertingConfig {
+    /// (name for metrics and logs, `POST /api/v2/alerts` endpoint) per Alertmanager.
+    pub alertmanagers: Vec<(String, reqwest::Url)>,
+    pub settings: AlertSettings,
+    pub queue_size: usize,
 }
 
 /// Where and how events are archived.
@@ -284,7 +337,7 @@ pub struct ArchiveConfig {
     pub path: PathBuf,
     pub retention: Duration,
     pub max_bytes: Option<u64>,
-    pub limits: crate::archive::limits::ArchiveLimits,
+    pub limits: ArchiveLimits,
 }
 
 /// A configuration value that failed validation; the message starts with the flag.
@@ -306,95 +359,181 @@ impl TryFrom<Args> for Config {
     type Error = InvalidConfig;
 
     fn try_from(args: Args) -> Result<Self, InvalidConfig> {
-        let mut namespaces = Vec::new();
-        for ns in args.namespace.iter().map(|n| n.trim()) {
-            if !is_dns_label(ns) {
-                return Err(invalid(
-                    "--namespace",
-                    format!("`{ns}` is not a namespace name (lowercase letters, digits and '-')"),
-                ));
-            }
-            if !namespaces.iter().any(|n| n == ns) {
-                namespaces.push(ns.to_owned());
-            }
-        }
-        let source = match args.replay {
-            Some(path) if path.as_os_str() == "-" => Source::Replay(None),
-            Some(path) => {
-                if !path.is_file() {
-                    return Err(invalid(
-                        "--replay",
-                        format!("{} is not a readable file", path.display()),
-                    ));
-                }
-                Source::Replay(Some(path))
-            }
-            None => {
-                if let Some(path) = &args.kubeconfig
-                    && !path.is_file()
-                {
-                    return Err(invalid(
-                        "--kubeconfig",
-                        format!("{} is not a readable file", path.display()),
-                    ));
-                }
-                Source::Kube {
-                    kubeconfig: args.kubeconfig,
-                    context: args.context,
-                }
-            }
+        let rules = match &args.config {
+            Some(path) => Rules::load(path).map_err(|e| invalid("--config", e.to_string()))?,
+            None => Rules::default(),
         };
+        let alerting = alerting_config(&args)?;
+        let archive = archive_config(&args, &rules)?;
+        let namespaces = namespaces(&args.namespace)?;
         if args.watch_timeout.0 < Duration::from_secs(1) {
             return Err(invalid("--watch-timeout", "must be at least 1s"));
         }
-        if args.archive_retention.0 < Duration::from_secs(60) {
-            return Err(invalid("--archive-retention", "must be at least 1m"));
-        }
-        if let Some(dir) = args
-            .archive_path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            && !dir.is_dir()
-        {
-            return Err(invalid(
-                "--archive-path",
-                format!("directory {} does not exist", dir.display()),
-            ));
-        }
-        if args.archive_path.is_dir() {
-            return Err(invalid(
-                "--archive-path",
-                format!("{} is a directory", args.archive_path.display()),
-            ));
-        }
-        // Below a few MiB redb's own metadata would trip the cap.
-        if let Some(ByteSize(max)) = args.archive_max_bytes
-            && max < 16 << 20
-        {
-            return Err(invalid("--archive-max-bytes", "must be at least 16MiB"));
-        }
         Ok(Self {
             listen: args.listen,
-            source,
             events_api: args.events_api,
             namespaces,
             log_format: args.log_format,
             watch_timeout: args.watch_timeout.0,
             health_failure_threshold: args.health_failure_threshold.0,
             ledger_ttl: args.ledger_ttl.0,
-            archive: ArchiveConfig {
-                path: args.archive_path,
-                retention: args.archive_retention.0,
-                max_bytes: args.archive_max_bytes.map(|b| b.0),
-                limits: crate::archive::limits::ArchiveLimits {
-                    namespace_rate: args.archive_namespace_rate,
-                    namespace_burst: args.archive_namespace_burst,
-                    global_rate: args.archive_rate,
-                    global_burst: args.archive_burst,
-                },
-            },
+            archive,
+            alerting,
+            rules,
+            source: source(args.replay, args.kubeconfig, args.context)?,
         })
     }
+}
+
+fn namespaces(given: &[String]) -> Result<Vec<String>, InvalidConfig> {
+    let mut namespaces = Vec::new();
+    for ns in given.iter().map(|n| n.trim()) {
+        if !is_dns_label(ns) {
+            return Err(invalid(
+                "--namespace",
+                format!("`{ns}` is not a namespace name (lowercase letters, digits and '-')"),
+            ));
+        }
+        if !namespaces.iter().any(|n| n == ns) {
+            namespaces.push(ns.to_owned());
+        }
+    }
+    Ok(namespaces)
+}
+
+fn source(
+    replay: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+) -> Result<Source, InvalidConfig> {
+    let unreadable = |flag, path: &std::path::Path| {
+        invalid(flag, format!("{} is not a readable file", path.display()))
+    };
+    match replay {
+        Some(path) if path.as_os_str() == "-" => Ok(Source::Replay(None)),
+        Some(path) if !path.is_file() => Err(unreadable("--replay", &path)),
+        Some(path) => Ok(Source::Replay(Some(path))),
+        None => match kubeconfig {
+            Some(path) if !path.is_file() => Err(unreadable("--kubeconfig", &path)),
+            kubeconfig => Ok(Source::Kube {
+                kubeconfig,
+                context,
+            }),
+        },
+    }
+}
+
+/// Archive settings; the rate limits come from the flags, else the config file, else defaults.
+fn archive_config(args: &Args, rules: &Rules) -> Result<ArchiveConfig, InvalidConfig> {
+    if args.archive_retention.0 < Duration::from_secs(60) {
+        return Err(invalid("--archive-retention", "must be at least 1m"));
+    }
+    let path = &args.archive_path;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(invalid(
+            "--archive-path",
+            format!("directory {} does not exist", dir.display()),
+        ));
+    }
+    if path.is_dir() {
+        return Err(invalid(
+            "--archive-path",
+            format!("{} is a directory", path.display()),
+        ));
+    }
+    // Below a few MiB redb's own metadata would trip the cap.
+    if let Some(ByteSize(max)) = args.archive_max_bytes
+        && max < 16 << 20
+    {
+        return Err(invalid("--archive-max-bytes", "must be at least 16MiB"));
+    }
+    let n = |v: u32| NonZeroU32::new(v).expect("default limits are positive");
+    let file = rules.archive;
+    Ok(ArchiveConfig {
+        path: path.clone(),
+        retention: args.archive_retention.0,
+        max_bytes: args.archive_max_bytes.map(|b| b.0),
+        limits: ArchiveLimits {
+            namespace_rate: args
+                .archive_namespace_rate
+                .or(file.namespace_rate)
+                .unwrap_or(n(10)),
+            namespace_burst: args
+                .archive_namespace_burst
+                .or(file.namespace_burst)
+                .unwrap_or(n(500)),
+            global_rate: args.archive_rate.or(file.rate).unwrap_or(n(200)),
+            global_burst: args.archive_burst.or(file.burst).unwrap_or(n(5000)),
+        },
+    })
+}
+
+fn alerting_config(args: &Args) -> Result<Option<AlertingConfig>, InvalidConfig> {
+    if args.alertmanager_url.is_empty() {
+        return Ok(None);
+    }
+    let mut alertmanagers = Vec::new();
+    for raw in &args.alertmanager_url {
+        let mut url = reqwest::Url::parse(raw.trim())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| {
+                invalid(
+                    "--alertmanager-url",
+                    format!("`{raw}` is not an http(s) URL"),
+                )
+            })?;
+        // Named without credentials in metrics and logs.
+        let mut name = url.clone();
+        let _ = name.set_password(None);
+        let _ = name.set_username("");
+        if !url.path().ends_with("/api/v2/alerts") {
+            let path = format!("{}/api/v2/alerts", url.path().trim_end_matches('/'));
+            url.set_path(&path);
+        }
+        alertmanagers.push((name.as_str().trim_end_matches('/').to_owned(), url));
+    }
+    let mut static_labels = std::collections::BTreeMap::new();
+    for label in &args.alert_label {
+        let (name, value) = label
+            .split_once('=')
+            .filter(|(n, _)| is_label_name(n))
+            .ok_or_else(|| {
+                invalid(
+                    "--alert-label",
+                    format!("`{label}` is not NAME=VALUE with a valid label name"),
+                )
+            })?;
+        static_labels.insert(name.to_owned(), value.to_owned());
+    }
+    let external_url = match &args.external_url {
+        Some(u) => {
+            reqwest::Url::parse(u)
+                .ok()
+                .filter(|p| matches!(p.scheme(), "http" | "https"))
+                .ok_or_else(|| invalid("--external-url", format!("`{u}` is not an http(s) URL")))?;
+            u.trim_end_matches('/').to_owned()
+        }
+        None => format!("http://{}", args.listen),
+    };
+    if args.alert_resolve_after.0 < Duration::from_secs(1) {
+        return Err(invalid("--alert-resolve-after", "must be at least 1s"));
+    }
+    if args.alert_resend_interval.0 < Duration::from_millis(100) {
+        return Err(invalid("--alert-resend-interval", "must be at least 100ms"));
+    }
+    Ok(Some(AlertingConfig {
+        alertmanagers,
+        settings: AlertSettings {
+            resolve_after: args.alert_resolve_after.0,
+            resend_interval: args.alert_resend_interval.0,
+            static_labels,
+            external_url,
+        },
+        queue_size: args.alert_queue_size.get() as usize,
+    }))
 }
 
 /// RFC 1123 label: what Kubernetes accepts as a namespace name.
@@ -486,6 +625,57 @@ mod tests {
             let first = err.lines().next().unwrap();
             assert!(first.contains(flag), "{args:?}: {first}");
         }
+    }
+
+    #[test]
+    fn alertmanager_urls_become_endpoints() {
+        let c = parse(&[
+            "--alertmanager-url",
+            "http://am-0:9093,https://user:secret@am-1.example/prefix/",
+            "--alert-label",
+            "cluster=prod",
+        ])
+        .unwrap();
+        let a = c.alerting.unwrap();
+        let got: Vec<(&str, &str)> = a
+            .alertmanagers
+            .iter()
+            .map(|(n, u)| (n.as_str(), u.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("http://am-0:9093", "http://am-0:9093/api/v2/alerts"),
+                (
+                    "https://am-1.example/prefix",
+                    "https://user:secret@am-1.example/prefix/api/v2/alerts"
+                ),
+            ]
+        );
+        assert_eq!(a.settings.static_labels["cluster"], "prod");
+        assert_eq!(a.settings.external_url, "http://0.0.0.0:9102");
+        assert_eq!(a.settings.resolve_after, Duration::from_secs(900));
+        assert!(parse(&[]).unwrap().alerting.is_none());
+    }
+
+    #[test]
+    fn archive_limits_come_from_flags_then_the_file_then_defaults() {
+        let dir = std::env::temp_dir().join(format!("kee-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rules.yaml");
+        std::fs::write(&file, "archive:\n  namespace_rate: 3\n  burst: 7\n").unwrap();
+        let c = parse(&["--config", file.to_str().unwrap(), "--archive-burst", "9"]).unwrap();
+        let l = c.archive.limits;
+        assert_eq!(
+            [
+                l.namespace_rate.get(),
+                l.namespace_burst.get(),
+                l.global_rate.get(),
+                l.global_burst.get()
+            ],
+            [3, 500, 200, 9]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! pipeline turns updates of Event objects into *occurrences* (count deltas) and is the only
 //! module that knows its consumers. [`app`] wires the long-running parts together.
 
+pub mod alerting;
 pub mod app;
 pub mod archive;
 pub mod config;
@@ -21,4 +22,5 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod rules;
 pub mod source;

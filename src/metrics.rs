@@ -140,6 +140,136 @@ impl ArchiveMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertmanagerLabel {
+    alertmanager: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertmanagerReasonLabels {
+    alertmanager: String,
+    reason: &'static str,
+}
+
+/// Alert delivery metrics; per-Alertmanager handles are resolved when its queue is built.
+#[derive(Debug)]
+pub struct AlertingMetrics {
+    posted: Family<AlertmanagerLabel, Counter>,
+    failures: Family<AlertmanagerReasonLabels, Counter>,
+    dropped: Family<AlertmanagerLabel, Counter>,
+    queue_length: Family<AlertmanagerLabel, Gauge>,
+    post_duration: Family<AlertmanagerLabel, Histogram>,
+    pub skipped_stale: Counter,
+    pub skipped_rule: Counter,
+    pub active: Gauge,
+}
+
+impl AlertingMetrics {
+    fn register(own: &mut Registry) -> Self {
+        let posted = Family::<AlertmanagerLabel, Counter>::default();
+        own.register(
+            "alerts_posted",
+            "Alerts accepted by an Alertmanager",
+            posted.clone(),
+        );
+        let failures = Family::<AlertmanagerReasonLabels, Counter>::default();
+        own.register(
+            "alert_post_failures",
+            "Failed posts to an Alertmanager: connect, timeout, http_408, http_429, http_4xx (not retried), http_5xx, other",
+            failures.clone(),
+        );
+        let skipped = Family::<ReasonLabel, Counter>::default();
+        own.register(
+            "alerts_skipped",
+            "Occurrences not alerted: stale (older than --alert-resolve-after), rule (a rule set alert: false on a Warning)",
+            skipped.clone(),
+        );
+        let dropped = Family::<AlertmanagerLabel, Counter>::default();
+        own.register(
+            "alerts_dropped",
+            "Alert updates dropped because an Alertmanager's queue was full (oldest first)",
+            dropped.clone(),
+        );
+        let queue_length = Family::<AlertmanagerLabel, Gauge>::default();
+        own.register(
+            "alert_queue_length",
+            "Alert updates waiting for an Alertmanager",
+            queue_length.clone(),
+        );
+        let post_duration = Family::<AlertmanagerLabel, Histogram>::new_with_constructor(
+            (|| {
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    0.001, 2.0, 14,
+                ))
+            }) as fn() -> Histogram,
+        );
+        own.register_with_unit(
+            "alert_post_duration",
+            "Time of a successful post to an Alertmanager",
+            Unit::Seconds,
+            post_duration.clone(),
+        );
+        // Each handle in its own statement: a Family's read guard lives to the statement's end.
+        let skipped_stale = skipped
+            .get_or_create(&ReasonLabel { reason: "stale" })
+            .clone();
+        let skipped_rule = skipped
+            .get_or_create(&ReasonLabel { reason: "rule" })
+            .clone();
+        let active = Gauge::default();
+        own.register(
+            "alerts_active",
+            "Alerts firing (endsAt ahead), re-posted every resend interval",
+            active.clone(),
+        );
+        Self {
+            posted,
+            failures,
+            dropped,
+            queue_length,
+            post_duration,
+            skipped_stale,
+            skipped_rule,
+            active,
+        }
+    }
+
+    fn am(alertmanager: &str) -> AlertmanagerLabel {
+        AlertmanagerLabel {
+            alertmanager: alertmanager.to_owned(),
+        }
+    }
+
+    pub fn posted(&self, alertmanager: &str) -> Counter {
+        self.posted.get_or_create(&Self::am(alertmanager)).clone()
+    }
+
+    pub fn dropped(&self, alertmanager: &str) -> Counter {
+        self.dropped.get_or_create(&Self::am(alertmanager)).clone()
+    }
+
+    pub fn queue_length(&self, alertmanager: &str) -> Gauge {
+        self.queue_length
+            .get_or_create(&Self::am(alertmanager))
+            .clone()
+    }
+
+    pub fn post_duration(&self, alertmanager: &str) -> Histogram {
+        self.post_duration
+            .get_or_create(&Self::am(alertmanager))
+            .clone()
+    }
+
+    pub fn post_failed(&self, alertmanager: &str, reason: &'static str) -> Counter {
+        self.failures
+            .get_or_create(&AlertmanagerReasonLabels {
+                alertmanager: alertmanager.to_owned(),
+                reason,
+            })
+            .clone()
+    }
+}
+
 /// Every metric the exporter exposes, with hot-path handles resolved at start.
 #[derive(Debug)]
 pub struct Metrics {
@@ -154,6 +284,7 @@ pub struct Metrics {
     pub last_event_timestamp: Gauge<f64, AtomicU64>,
     pub ledger_entries: Gauge,
     pub archive: ArchiveMetrics,
+    pub alerting: AlertingMetrics,
 }
 
 impl Default for Metrics {
@@ -243,6 +374,7 @@ impl Metrics {
         );
 
         let archive = ArchiveMetrics::register(own);
+        let alerting = AlertingMetrics::register(own);
 
         Self {
             registry,
@@ -256,6 +388,7 @@ impl Metrics {
             last_event_timestamp,
             ledger_entries,
             archive,
+            alerting,
         }
     }
 

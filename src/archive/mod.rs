@@ -203,6 +203,22 @@ impl Archive {
         self.delete_older_than(u64::MAX, n)
     }
 
+    /// Up to `max` records whose last occurrence is at or after `since_us`, oldest first: the
+    /// events whose alerts may still be active after a restart.
+    pub fn recent(&self, since_us: u64, max: usize) -> Result<Vec<Event>> {
+        let txn = self.db.begin_read()?;
+        let by_time = txn.open_table(BY_TIME)?;
+        let records = txn.open_table(RECORDS)?;
+        let mut out = Vec::new();
+        for row in by_time.range((since_us, 0u64)..)?.take(max) {
+            let (_, seq) = row?.0.value();
+            if let Some(bytes) = records.get(seq)? {
+                out.push(record::decode(bytes.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn record_count(&self) -> Result<u64> {
         Ok(self.db.begin_read()?.open_table(RECORDS)?.len()?)
     }

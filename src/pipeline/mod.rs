@@ -10,10 +10,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    alerting::Alerting,
     archive::writer::ArchiveSink,
     event::Event,
     health::Health,
     metrics::{EventLabels, Metrics},
+    rules::Rules,
     source::SourceMsg,
 };
 use ledger::Ledger;
@@ -31,6 +33,16 @@ pub struct Pipeline {
     /// Streams that still have to report their initial list; ready at zero.
     unsynced: usize,
     archive: ArchiveSink,
+    rules: Rules,
+    /// `None`: forwarding off.
+    alerting: Option<Arc<Alerting>>,
+}
+
+/// The consumers of occurrences besides the metrics.
+pub struct Consumers {
+    pub archive: ArchiveSink,
+    pub rules: Rules,
+    pub alerting: Option<Arc<Alerting>>,
 }
 
 impl Pipeline {
@@ -41,7 +53,7 @@ impl Pipeline {
         streams: usize,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
-        archive: ArchiveSink,
+        consumers: Consumers,
     ) -> Self {
         Self {
             rx,
@@ -50,7 +62,9 @@ impl Pipeline {
             metrics,
             health,
             unsynced: streams,
-            archive,
+            archive: consumers.archive,
+            rules: consumers.rules,
+            alerting: consumers.alerting,
         }
     }
 
@@ -102,6 +116,11 @@ impl Pipeline {
             self.metrics.skipped_filtered.inc();
             return;
         }
+        let decision = self.rules.decide(event);
+        if decision.drop {
+            self.metrics.skipped_filtered.inc();
+            return;
+        }
         let seen = self.ledger.observe(&event.uid, event.count, Instant::now());
         self.metrics.ledger_entries.set(self.ledger.len() as i64);
         if seen.occurrences == 0 {
@@ -115,6 +134,13 @@ impl Pipeline {
         let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
         if self.archive.write(seen.seq, event, seen.archived, now_secs) && !seen.archived {
             self.ledger.set_archived(&event.uid);
+        }
+        if let Some(alerting) = &self.alerting {
+            if decision.alert {
+                alerting.occurrence(event, &decision);
+            } else if event.is_warning() {
+                self.metrics.alerting.skipped_rule.inc();
+            }
         }
         let last = event.last_seen.as_millisecond() as f64 / 1000.0;
         if last > self.metrics.last_event_timestamp.get() {

@@ -1,0 +1,411 @@
+//! Alerting: occurrences that the rules say should alert come in from the pipeline; Alertmanager
+//! alerts go out, one per (involved object, reason), to every configured Alertmanager through
+//! its own bounded queue and delivery task ([`delivery`]). Active alerts are re-posted about
+//! once a resend interval until they end, so a restarted Alertmanager gets them all back.
+
+pub mod delivery;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::{event::Event, metrics::Metrics, rules::Decision};
+use delivery::DeliveryQueue;
+
+/// Longest label value sent; longer values (pathological object names) are cut.
+const MAX_LABEL_VALUE: usize = 1024;
+
+/// How alerts are built and kept alive.
+#[derive(Clone, Debug)]
+pub struct AlertSettings {
+    /// An alert stays firing this long after its last occurrence.
+    pub resolve_after: Duration,
+    /// Active alerts are re-posted this often.
+    pub resend_interval: Duration,
+    /// `--alert-label`s, on every alert.
+    pub static_labels: BTreeMap<String, String>,
+    /// Base of `generatorURL`.
+    pub external_url: String,
+}
+
+/// An alert as Alertmanager's `POST /api/v2/alerts` takes it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PostableAlert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    #[serde(rename = "startsAt")]
+    pub starts_at: Timestamp,
+    #[serde(rename = "endsAt")]
+    pub ends_at: Timestamp,
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+    /// Identity within the exporter: a hash of the labels, for coalescing queued updates.
+    #[serde(skip)]
+    pub key: u64,
+}
+
+/// One alert per involved object and reason.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct AlertKey {
+    namespace: String,
+    kind: String,
+    name: String,
+    reason: String,
+}
+
+#[derive(Debug)]
+struct Active {
+    alert: Arc<PostableAlert>,
+    /// The time of the occurrence the annotations describe.
+    last_seen: Timestamp,
+}
+
+/// The active alerts and the queues of every Alertmanager.
+pub struct Alerting {
+    active: Mutex<HashMap<AlertKey, Active>>,
+    queues: Vec<Arc<DeliveryQueue>>,
+    settings: AlertSettings,
+    metrics: Arc<Metrics>,
+}
+
+/// Label values as Alertmanager takes them: no control characters, bounded length.
+fn label_value(s: &str) -> String {
+    let mut v: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if v.len() > MAX_LABEL_VALUE {
+        let mut end = MAX_LABEL_VALUE;
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        v.truncate(end);
+    }
+    v
+}
+
+fn labels_key(labels: &BTreeMap<String, String>) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325_u64;
+    for (k, v) in labels {
+        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Percent-encodes a query parameter value.
+fn encode_param(s: &str) -> String {
+    serde_urlencoded::to_string([("v", s)])
+        .map(|q| q.trim_start_matches("v=").to_owned())
+        .unwrap_or_default()
+}
+
+impl Alerting {
+    pub fn new(
+        settings: AlertSettings,
+        queues: Vec<Arc<DeliveryQueue>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            active: Mutex::new(HashMap::new()),
+            queues,
+            settings,
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<AlertKey, Active>> {
+        // Every update replaces one map entry whole: a panicked holder leaves it consistent.
+        self.active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Builds the alert for `e` as the latest occurrence of its (object, reason), starting at
+    /// `starts_at`.
+    fn build(
+        &self,
+        e: &Event,
+        d: &Decision,
+        starts_at: Timestamp,
+        ends_at: Timestamp,
+    ) -> PostableAlert {
+        let mut labels = self.settings.static_labels.clone();
+        labels.extend(d.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let identity = [
+            ("alertname", d.alertname.as_deref().unwrap_or(&e.reason)),
+            ("alerttype", "event"),
+            ("namespace", &e.namespace),
+            ("kind", &e.regarding.kind),
+            ("name", &e.regarding.name),
+            ("reason", &e.reason),
+            ("severity", d.severity.as_deref().unwrap_or("warning")),
+        ];
+        for (k, v) in identity {
+            labels.insert(k.to_owned(), label_value(v));
+        }
+        let object = if e.regarding.name.is_empty() {
+            e.regarding.kind.clone()
+        } else {
+            format!("{} {}/{}", e.regarding.kind, e.namespace, e.regarding.name)
+        };
+        let annotations = BTreeMap::from([
+            ("summary".to_owned(), format!("{object}: {}", e.reason)),
+            ("message".to_owned(), e.message.clone()),
+            ("count".to_owned(), e.count.to_string()),
+            ("first_seen".to_owned(), e.first_seen.to_string()),
+            ("last_seen".to_owned(), e.last_seen.to_string()),
+            ("source".to_owned(), e.source.clone()),
+            ("event_uid".to_owned(), e.uid.clone()),
+        ]);
+        let generator_url = format!(
+            "{}/api/v1/events?namespace={}&kind={}&name={}",
+            self.settings.external_url.trim_end_matches('/'),
+            encode_param(&e.namespace),
+            encode_param(&e.regarding.kind),
+            encode_param(&e.regarding.name)
+        );
+        PostableAlert {
+            key: labels_key(&labels),
+            labels,
+            annotations,
+            starts_at,
+            ends_at,
+            generator_url,
+        }
+    }
+
+    /// A new occurrence of `e` that the rules say alerts: create or update its alert and post it
+    /// to every Alertmanager. An occurrence already older than the resolve time is skipped.
+    pub fn occurrence(&self, e: &Event, d: &Decision) {
+        let Ok(resolve_after) = jiff::SignedDuration::try_from(self.settings.resolve_after) else {
+            return;
+        };
+        let ends_at = e
+            .last_seen
+            .saturating_add(resolve_after)
+            .unwrap_or(Timestamp::MAX);
+        if ends_at <= Timestamp::now() {
+            self.metrics.alerting.skipped_stale.inc();
+            return;
+        }
+        let key = AlertKey {
+            namespace: e.namespace.clone(),
+            kind: e.regarding.kind.clone(),
+            name: e.regarding.name.clone(),
+            reason: e.reason.clone(),
+        };
+        let mut active = self.lock();
+        let alert = match active.get(&key) {
+            // Several Event objects can map to one alert: the newest describes it, the
+            // earliest starts it.
+            Some(old) if old.last_seen > e.last_seen => {
+                let mut a = (*old.alert).clone();
+                a.starts_at = a.starts_at.min(e.first_seen);
+                a.ends_at = a.ends_at.max(ends_at);
+                a
+            }
+            Some(old) => {
+                let starts_at = old.alert.starts_at.min(e.first_seen);
+                self.build(e, d, starts_at, ends_at.max(old.alert.ends_at))
+            }
+            None => self.build(e, d, e.first_seen, ends_at),
+        };
+        let alert = Arc::new(alert);
+        let last_seen = active
+            .get(&key)
+            .map_or(e.last_seen, |old| old.last_seen.max(e.last_seen));
+        active.insert(
+            key,
+            Active {
+                alert: alert.clone(),
+                last_seen,
+            },
+        );
+        self.metrics.alerting.active.set(active.len() as i64);
+        drop(active);
+        self.enqueue(&alert);
+    }
+
+    fn enqueue(&self, alert: &Arc<PostableAlert>) {
+        for q in &self.queues {
+            q.push(alert.clone());
+        }
+    }
+
+    /// Drops alerts that have ended and re-posts the others.
+    pub fn resend(&self) {
+        let now = Timestamp::now();
+        let mut active = self.lock();
+        active.retain(|_, a| a.alert.ends_at > now);
+        self.metrics.alerting.active.set(active.len() as i64);
+        let alerts: Vec<Arc<PostableAlert>> = active.values().map(|a| a.alert.clone()).collect();
+        drop(active);
+        for alert in &alerts {
+            self.enqueue(alert);
+        }
+    }
+
+    /// Re-posts active alerts every resend interval until shutdown.
+    pub async fn run_resender(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(self.settings.resend_interval);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.resend(),
+                () = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ObjectRef;
+
+    fn settings() -> AlertSettings {
+        AlertSettings {
+            resolve_after: Duration::from_secs(900),
+            resend_interval: Duration::from_secs(60),
+            static_labels: BTreeMap::from([("cluster".to_owned(), "prod".to_owned())]),
+            external_url: "http://kee.example:9102/".into(),
+        }
+    }
+
+    fn ev(uid: &str, count: u64, first: Timestamp, last: Timestamp) -> Event {
+        Event {
+            uid: uid.into(),
+            namespace: "shop".into(),
+            name: format!("api-1.{uid}"),
+            resource_version: String::new(),
+            regarding: ObjectRef {
+                kind: "Pod".into(),
+                name: "api-1".into(),
+                namespace: "shop".into(),
+                ..ObjectRef::default()
+            },
+            reason: "BackOff".into(),
+            type_: "Warning".into(),
+            message: format!("back-off {uid}"),
+            count,
+            first_seen: first,
+            last_seen: last,
+            source: "kubelet".into(),
+            host: "node-1".into(),
+            reporting_instance: String::new(),
+            action: String::new(),
+        }
+    }
+
+    fn decision() -> Decision {
+        Decision {
+            drop: false,
+            alert: true,
+            alertname: None,
+            severity: None,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_alert_carries_the_spec_labels_and_annotations() {
+        let queue = Arc::new(DeliveryQueue::new("am", 10, &Metrics::new()));
+        let a = Alerting::new(settings(), vec![queue.clone()], Arc::new(Metrics::new()));
+        let now = Timestamp::now();
+        let first = now - Duration::from_secs(600);
+        a.occurrence(&ev("u1", 7, first, now), &decision());
+        let alert = queue.take_batch(10).pop().unwrap();
+        let l = |k: &str| alert.labels[k].as_str();
+        assert_eq!(
+            [
+                l("alertname"),
+                l("alerttype"),
+                l("namespace"),
+                l("kind"),
+                l("name"),
+                l("reason"),
+                l("severity"),
+                l("cluster")
+            ],
+            [
+                "BackOff", "event", "shop", "Pod", "api-1", "BackOff", "warning", "prod"
+            ]
+        );
+        assert_eq!(
+            alert.labels.len(),
+            8,
+            "nothing that changes between occurrences"
+        );
+        assert_eq!(alert.annotations["summary"], "Pod shop/api-1: BackOff");
+        assert_eq!(alert.annotations["count"], "7");
+        assert_eq!(alert.annotations["event_uid"], "u1");
+        assert_eq!(alert.starts_at, first);
+        assert_eq!(alert.ends_at, now + Duration::from_secs(900));
+        assert_eq!(
+            alert.generator_url,
+            "http://kee.example:9102/api/v1/events?namespace=shop&kind=Pod&name=api-1"
+        );
+    }
+
+    #[test]
+    fn several_events_make_one_alert_described_by_the_newest() {
+        let queue = Arc::new(DeliveryQueue::new("am", 10, &Metrics::new()));
+        let a = Alerting::new(settings(), vec![queue.clone()], Arc::new(Metrics::new()));
+        let now = Timestamp::now();
+        let early = now - Duration::from_secs(800);
+        a.occurrence(
+            &ev("new", 3, now - Duration::from_secs(100), now),
+            &decision(),
+        );
+        // An older Event object for the same pod and reason: starts the alert earlier, but
+        // does not replace the newest description.
+        a.occurrence(
+            &ev("old", 9, early, now - Duration::from_secs(700)),
+            &decision(),
+        );
+        let batch = queue.take_batch(10);
+        assert_eq!(batch.len(), 1, "coalesced in the queue");
+        let alert = &batch[0];
+        assert_eq!(alert.starts_at, early);
+        assert_eq!(alert.annotations["event_uid"], "new");
+        assert_eq!(alert.annotations["count"], "3");
+    }
+
+    #[test]
+    fn stale_occurrences_are_skipped_and_ended_alerts_dropped() {
+        let metrics = Arc::new(Metrics::new());
+        let queue = Arc::new(DeliveryQueue::new("am", 10, &metrics));
+        let mut s = settings();
+        s.resolve_after = Duration::from_secs(60);
+        let a = Alerting::new(s, vec![queue.clone()], metrics.clone());
+        let now = Timestamp::now();
+        a.occurrence(
+            &ev(
+                "u",
+                1,
+                now - Duration::from_secs(120),
+                now - Duration::from_secs(61),
+            ),
+            &decision(),
+        );
+        assert!(queue.take_batch(10).is_empty());
+        assert_eq!(metrics.alerting.skipped_stale.get(), 1);
+        a.occurrence(&ev("v", 1, now, now), &decision());
+        a.resend();
+        assert_eq!(queue.take_batch(10).len(), 1, "active alerts are re-posted");
+    }
+
+    #[test]
+    fn odd_label_values_are_made_safe() {
+        assert_eq!(label_value("a\nb\u{7}c"), "a b c");
+        assert_eq!(label_value(&"é".repeat(600)).len(), 1024);
+    }
+}
