@@ -45,6 +45,8 @@ where
 }
 
 pub fn http() -> reqwest::Client {
+    // The product installs ring at start; test processes must too (reqwest has no default).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
