@@ -48,6 +48,30 @@ fn bad_values_exit_2_naming_the_flag() {
             "{args:?} {env:?}: first line {first:?} does not name {flag}"
         );
     }
+    // A rules file with a bad regex, and one with an unknown key: exit 2 naming the rule.
+    for (text, want) in [
+        (
+            "rules:\n  - match: ['reason=~\"(\"']\n",
+            "rule 1: matcher `reason=~\"(\"`: bad regex",
+        ),
+        (
+            "rules:\n  - severity: critical\n    colour: red\n",
+            "colour",
+        ),
+    ] {
+        let rules = dir.path().join("rules.yaml");
+        std::fs::write(&rules, text).expect("write");
+        let (code, stderr) = run(
+            &["--config", rules.to_str().expect("utf-8"), "--replay", "-"],
+            &[],
+        );
+        assert_eq!(code, 2, "{stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.contains("--config") && first.contains(want),
+            "{first}"
+        );
+    }
     // A kubeconfig that exists but is not one.
     let bogus = dir.path().join("kubeconfig");
     std::fs::write(&bogus, "this: [is not a kubeconfig").expect("write");
@@ -87,6 +111,13 @@ fn help_documents_every_flag_with_its_env_and_default() {
         ("--namespace", "KEE_NAMESPACE"),
         ("--replay", "KEE_REPLAY"),
         ("--log-format", "KEE_LOG_FORMAT"),
+        ("--alertmanager-url", "KEE_ALERTMANAGER_URL"),
+        ("--alert-resolve-after", "KEE_ALERT_RESOLVE_AFTER"),
+        ("--alert-label", "KEE_ALERT_LABEL"),
+        ("--external-url", "KEE_EXTERNAL_URL"),
+        ("--archive-path", "KEE_ARCHIVE_PATH"),
+        ("--archive-retention", "KEE_ARCHIVE_RETENTION"),
+        ("--config", "KEE_CONFIG"),
     ] {
         assert!(
             help.contains(flag) && help.contains(&format!("env: {env}")),
@@ -95,6 +126,8 @@ fn help_documents_every_flag_with_its_env_and_default() {
     }
     assert!(help.contains("[default: 0.0.0.0:9102]"));
     assert!(help.contains("[default: events.k8s.io/v1]"));
+    assert!(help.contains("[default: 15m]") && help.contains("[default: 7d]"));
+    assert!(help.contains("[default: ./kube-event-exporter.redb]"));
 }
 
 /// promtool (2.42) lints the classic text format; the exporter serves it to clients that ask.

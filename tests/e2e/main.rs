@@ -5,9 +5,12 @@
 #![allow(clippy::float_cmp)]
 // Scenarios read top to bottom as scripts; splitting them would hide the story.
 #![allow(clippy::too_many_lines)]
+// Test fixtures build small config texts; an extra allocation there does not matter.
+#![allow(clippy::format_push_string)]
 
 mod support;
 
+mod alerts;
 mod archive;
 mod cli;
 mod history;

@@ -122,6 +122,8 @@ pub struct NewEvent {
     pub component: String,
     /// For events.k8s.io-native events: count and last time in `series`, not `count`.
     pub series: bool,
+    /// How long ago it happened (first and last timestamp).
+    pub age: Duration,
 }
 
 pub fn new_event(
@@ -142,14 +144,19 @@ pub fn new_event(
         count,
         component: "kubelet".into(),
         series: false,
+        age: Duration::ZERO,
     }
 }
 
-fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
+fn rfc3339_ago(age: Duration) -> String {
+    (jiff::Timestamp::now() - age)
         .round(jiff::Unit::Second)
         .expect("rounding to seconds cannot overflow")
         .to_string()
+}
+
+fn now_rfc3339() -> String {
+    rfc3339_ago(Duration::ZERO)
 }
 
 impl FakeApiServer {
@@ -219,7 +226,7 @@ impl FakeApiServer {
         let n = st.next_uid;
         st.next_uid += 1;
         let name = format!("{}.{:016x}", ev.object, 0x17f0_0000_0000_0000u64 + n);
-        let now = now_rfc3339();
+        let now = rfc3339_ago(ev.age);
         let mut object = json!({
             "metadata": {
                 "name": name, "namespace": ev.namespace, "uid": format!("00000000-0000-4000-8000-{n:012}"),

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod fake_apiserver;
 
 use std::{

@@ -1,0 +1,528 @@
+//! Alert forwarding against a real Alertmanager with a webhook receiver: routing with rules,
+//! repeats updating one alert, resolution, outages, an Alertmanager restart, two Alertmanagers,
+//! a 4xx that is not retried, and an exporter restart that re-alerts nothing old or stale.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::support::{
+    Exporter,
+    alertmanager::{Alertmanager, Webhook, config},
+    fake_apiserver::{FakeApiServer, new_event},
+    free_port, totals_key, wait_for,
+};
+
+const RULES: &str = r#"
+rules:
+  - match: ['namespace=~"prod(-.*)?"', 'reason="OOMKilling"']
+    severity: critical
+  - match: ['reason="FailedMount"']
+    alert: false
+"#;
+
+/// Starts the exporter against `fake`, posting to `alertmanagers`, with the archive in `dir`.
+async fn exporter(
+    fake: &FakeApiServer,
+    dir: &Path,
+    alertmanagers: &[String],
+    extra: &[&str],
+) -> Exporter {
+    let kubeconfig = fake.write_kubeconfig(dir);
+    let rules = dir.join("rules.yaml");
+    std::fs::write(&rules, RULES).expect("write rules");
+    let archive = dir.join("archive.redb");
+    let urls = alertmanagers.join(",");
+    let mut args = vec![
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8"),
+        "--archive-path",
+        archive.to_str().expect("utf-8"),
+        "--config",
+        rules.to_str().expect("utf-8"),
+        "--alertmanager-url",
+        &urls,
+        "--alert-label",
+        "cluster=test",
+        "--external-url",
+        "http://kee.test:9102",
+    ];
+    args.extend_from_slice(extra);
+    let exporter = Exporter::start(&args).await;
+    exporter.wait_ready().await;
+    exporter
+}
+
+fn label<'a>(alert: &'a Value, name: &str) -> &'a str {
+    alert["labels"][name].as_str().unwrap_or_default()
+}
+
+fn annotation<'a>(alert: &'a Value, name: &str) -> &'a str {
+    alert["annotations"][name].as_str().unwrap_or_default()
+}
+
+/// Polls Alertmanager until `check` accepts its alerts.
+async fn wait_alerts<T>(
+    am: &Alertmanager,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&[Value]) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let alerts = am.alerts().await;
+        if let Some(v) = check(&alerts) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; Alertmanager has {alerts:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn with_reason<'a>(alerts: &'a [Value], reason: &str) -> Vec<&'a Value> {
+    alerts
+        .iter()
+        .filter(|a| label(a, "reason") == reason)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_deliver_each_alert_to_its_receiver_and_repeats_update_one_alert() {
+    let webhook = Webhook::start(200).await;
+    let am = Alertmanager::start(&config(
+        &webhook,
+        &[("namespace=\"shop\"", "a"), ("severity=\"critical\"", "b")],
+    ))
+    .await;
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exporter = exporter(&fake, dir.path(), &[am.url()], &[]).await;
+
+    let backoff = fake.create(&new_event("shop", "Pod", "api-1", "BackOff", "Warning", 3));
+    fake.create(&new_event(
+        "prod",
+        "Pod",
+        "db-0",
+        "OOMKilling",
+        "Warning",
+        1,
+    ));
+    fake.create(&new_event("shop", "Pod", "api-1", "Pulled", "Normal", 1));
+    fake.create(&new_event(
+        "shop",
+        "Pod",
+        "api-2",
+        "FailedMount",
+        "Warning",
+        2,
+    ));
+
+    let to_a = wait_for("receiver a", Duration::from_secs(20), || async {
+        Some(webhook.alerts("/a")).filter(|a| !a.is_empty())
+    })
+    .await;
+    let to_b = wait_for("receiver b", Duration::from_secs(20), || async {
+        Some(webhook.alerts("/b")).filter(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(to_a.len(), 1, "{to_a:#?}");
+    assert_eq!(to_b.len(), 1, "{to_b:#?}");
+    let (a, b) = (&to_a[0], &to_b[0]);
+    for (name, want) in [
+        ("alertname", "BackOff"),
+        ("alerttype", "event"),
+        ("namespace", "shop"),
+        ("kind", "Pod"),
+        ("name", "api-1"),
+        ("reason", "BackOff"),
+        ("severity", "warning"),
+        ("cluster", "test"),
+    ] {
+        assert_eq!(label(a, name), want, "{name}");
+    }
+    assert_eq!(
+        a["labels"].as_object().map(serde_json::Map::len),
+        Some(8),
+        "identity labels only: {a:#}"
+    );
+    assert_eq!(annotation(a, "summary"), "Pod shop/api-1: BackOff");
+    assert_eq!(annotation(a, "message"), "BackOff on Pod/api-1");
+    assert_eq!(annotation(a, "count"), "3");
+    assert_eq!(annotation(a, "source"), "kubelet");
+    assert!(
+        !annotation(a, "event_uid").is_empty()
+            && !annotation(a, "first_seen").is_empty()
+            && !annotation(a, "last_seen").is_empty()
+    );
+    assert_eq!(
+        a["generatorURL"],
+        "http://kee.test:9102/api/v1/events?namespace=shop&kind=Pod&name=api-1"
+    );
+    assert_eq!(
+        (
+            label(b, "reason"),
+            label(b, "severity"),
+            label(b, "namespace")
+        ),
+        ("OOMKilling", "critical", "prod")
+    );
+    // The Normal event and the silenced reason never reach Alertmanager.
+    let all = am.alerts().await;
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(webhook.alerts("/default").is_empty());
+
+    // Four repeats: still one alert, same fingerprint; its count and endsAt move.
+    let first = with_reason(&all, "BackOff")[0].clone();
+    let t0 = Instant::now();
+    wait_for(
+        "a second to pass, so lastTimestamp moves",
+        Duration::from_secs(3),
+        || async { (t0.elapsed() > Duration::from_millis(1100)).then_some(()) },
+    )
+    .await;
+    for count in 4..=7 {
+        fake.set_count("shop", &backoff, count);
+    }
+    let updated = wait_alerts(&am, "count 7", Duration::from_secs(20), |alerts| {
+        let b = with_reason(alerts, "BackOff");
+        (b.len() == 1 && annotation(b[0], "count") == "7").then(|| b[0].clone())
+    })
+    .await;
+    assert_eq!(updated["fingerprint"], first["fingerprint"]);
+    assert_eq!(updated["startsAt"], first["startsAt"]);
+    assert!(
+        updated["endsAt"].as_str() > first["endsAt"].as_str(),
+        "endsAt moved: {} → {}",
+        first["endsAt"],
+        updated["endsAt"]
+    );
+    let s = exporter.metrics().await;
+    assert!(
+        s.get(
+            "kube_event_exporter_alerts_posted_total",
+            &[("alertmanager", &am.url())]
+        )
+        .unwrap_or(0.0)
+            >= 2.0
+    );
+    assert!(
+        s.get(
+            "kube_event_exporter_alerts_skipped_total",
+            &[("reason", "rule")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_without_new_occurrences_resolves() {
+    let webhook = Webhook::start(200).await;
+    let am = Alertmanager::start(&config(&webhook, &[])).await;
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _exporter = exporter(
+        &fake,
+        dir.path(),
+        &[am.url()],
+        &[
+            "--alert-resolve-after",
+            "3s",
+            "--alert-resend-interval",
+            "1s",
+        ],
+    )
+    .await;
+    fake.create(&new_event("shop", "Pod", "api-1", "BackOff", "Warning", 1));
+    let resolved = wait_for(
+        "the resolved notification",
+        Duration::from_secs(30),
+        || async {
+            webhook
+                .alerts("/default")
+                .into_iter()
+                .find(|a| a["status"] == "resolved")
+        },
+    )
+    .await;
+    assert_eq!(label(&resolved, "reason"), "BackOff");
+    assert!(
+        webhook
+            .alerts("/default")
+            .iter()
+            .any(|a| a["status"] == "firing"),
+        "it fired first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_raised_while_alertmanager_is_down_arrive_when_it_comes_up() {
+    let webhook = Webhook::start(200).await;
+    let am_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exporter = exporter(&fake, dir.path(), &[format!("http://{am_addr}")], &[]).await;
+    for i in 0..5 {
+        fake.create(&new_event(
+            "shop",
+            "Pod",
+            &format!("api-{i}"),
+            "BackOff",
+            "Warning",
+            2,
+        ));
+    }
+    // Counting never waits for Alertmanager: the totals are there while its posts fail.
+    exporter
+        .wait_totals(&[(totals_key("shop", "Pod", "BackOff", "Warning"), 10)].into())
+        .await;
+    let failures = wait_for(
+        "failed posts to be counted",
+        Duration::from_secs(10),
+        || async {
+            let s = exporter.metrics().await;
+            s.get(
+                "kube_event_exporter_alert_post_failures_total",
+                &[
+                    ("alertmanager", &format!("http://{am_addr}")),
+                    ("reason", "connect"),
+                ],
+            )
+            .filter(|v| *v >= 1.0)
+        },
+    )
+    .await;
+    assert!(failures >= 1.0);
+    wait_for(
+        "the archive, which does not wait either",
+        Duration::from_secs(10),
+        || async {
+            exporter
+                .get("/api/v1/events?namespace=shop")
+                .await
+                .1
+                .contains("api-4")
+                .then_some(())
+        },
+    )
+    .await;
+
+    let am = Alertmanager::start_at(am_addr, &config(&webhook, &[])).await;
+    wait_alerts(&am, "all five alerts", Duration::from_secs(30), |a| {
+        (a.len() == 5).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_alertmanager_gets_active_alerts_back_within_the_resend_interval() {
+    let webhook = Webhook::start(200).await;
+    let mut am = Alertmanager::start(&config(&webhook, &[])).await;
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _exporter = exporter(
+        &fake,
+        dir.path(),
+        &[am.url()],
+        &["--alert-resend-interval", "2s"],
+    )
+    .await;
+    fake.create(&new_event("shop", "Pod", "api-1", "BackOff", "Warning", 1));
+    wait_alerts(&am, "the alert", Duration::from_secs(20), |a| {
+        (a.len() == 1).then_some(())
+    })
+    .await;
+    let addr = am.addr;
+    am.stop();
+    let am = Alertmanager::start_at(addr, &config(&webhook, &[])).await;
+    assert!(
+        am.alerts().await.is_empty(),
+        "a new Alertmanager starts empty"
+    );
+    let back = wait_alerts(&am, "the alert re-posted", Duration::from_secs(20), |a| {
+        (a.len() == 1).then(|| a[0].clone())
+    })
+    .await;
+    assert_eq!(label(&back, "name"), "api-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alertmanager_gets_every_alert_and_a_dead_one_delays_no_other() {
+    let (hook1, hook2) = (Webhook::start(200).await, Webhook::start(200).await);
+    let am1 = Alertmanager::start(&config(&hook1, &[])).await;
+    let mut am2 = Alertmanager::start(&config(&hook2, &[])).await;
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exporter = exporter(&fake, dir.path(), &[am1.url(), am2.url()], &[]).await;
+    fake.create(&new_event("shop", "Pod", "api-1", "BackOff", "Warning", 1));
+    for am in [&am1, &am2] {
+        wait_alerts(am, "the alert on both", Duration::from_secs(20), |a| {
+            (a.len() == 1).then_some(())
+        })
+        .await;
+    }
+    am2.stop();
+    // Let the dead one fail and back off, then raise a new alert.
+    fake.create(&new_event("shop", "Pod", "api-2", "BackOff", "Warning", 1));
+    wait_for(
+        "posts to the dead one to fail",
+        Duration::from_secs(20),
+        || async {
+            let s = exporter.metrics().await;
+            s.get(
+                "kube_event_exporter_alert_post_failures_total",
+                &[("alertmanager", &am2.url()), ("reason", "connect")],
+            )
+            .filter(|v| *v >= 1.0)
+        },
+    )
+    .await;
+    let raised = Instant::now();
+    fake.create(&new_event("shop", "Pod", "api-3", "BackOff", "Warning", 1));
+    wait_alerts(
+        &am1,
+        "the live one to get all three",
+        Duration::from_secs(20),
+        |a| (a.len() == 3).then_some(()),
+    )
+    .await;
+    println!(
+        "live Alertmanager got the new alert {:?} after it was raised",
+        raised.elapsed()
+    );
+    let webhook_alerts = hook1.alerts("/default");
+    assert!(
+        ["api-1", "api-2", "api-3"]
+            .iter()
+            .all(|n| webhook_alerts.iter().any(|a| label(a, "name") == *n))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4xx_answer_is_not_retried() {
+    // The exporter posts straight to a receiver of our own that rejects everything with 400.
+    let rejecting = Webhook::start(400).await;
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exporter = exporter(
+        &fake,
+        dir.path(),
+        &[rejecting.url("")],
+        &["--alert-resend-interval", "1h"],
+    )
+    .await;
+    fake.create(&new_event("shop", "Pod", "api-1", "BackOff", "Warning", 1));
+    wait_for("the first post", Duration::from_secs(20), || async {
+        (rejecting.received().len() == 1).then_some(())
+    })
+    .await;
+    fake.create(&new_event("shop", "Pod", "api-2", "BackOff", "Warning", 1));
+    wait_for("the second post", Duration::from_secs(20), || async {
+        (rejecting.received().len() >= 2).then_some(())
+    })
+    .await;
+    let received = rejecting.received();
+    assert_eq!(received.len(), 2, "no retries: {received:#?}");
+    assert_eq!(received[0].path, "/api/v2/alerts");
+    let names: Vec<&str> = received[1]
+        .body
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|a| label(a, "name"))
+        .collect();
+    assert_eq!(names, ["api-2"], "the rejected alert was not sent again");
+    let s = exporter.metrics().await;
+    assert_eq!(
+        s.get(
+            "kube_event_exporter_alert_post_failures_total",
+            &[("alertmanager", &rejecting.url("")), ("reason", "http_4xx")]
+        ),
+        Some(2.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exporter_restart_re_alerts_nothing_old_and_nothing_stale() {
+    let webhook = Webhook::start(200).await;
+    let am = Alertmanager::start(&config(&webhook, &[])).await;
+    let fake = FakeApiServer::start().await;
+    // An event whose last occurrence is older than resolve-after (15m): never alerted.
+    let mut stale = new_event("shop", "Pod", "old-1", "BackOff", "Warning", 4);
+    stale.age = Duration::from_secs(3_600);
+    fake.create(&stale);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = exporter(&fake, dir.path(), &[am.url()], &[]).await;
+    fake.create(&new_event("shop", "Pod", "api-1", "BackOff", "Warning", 2));
+    let before = wait_alerts(&am, "the fresh alert", Duration::from_secs(20), |a| {
+        (a.len() == 1).then(|| a[0].clone())
+    })
+    .await;
+    wait_for(
+        "the alert's event to be archived",
+        Duration::from_secs(10),
+        || async {
+            first
+                .get("/api/v1/events?namespace=shop&name=api-1")
+                .await
+                .1
+                .contains("api-1")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        first.metrics().await.get(
+            "kube_event_exporter_alerts_skipped_total",
+            &[("reason", "stale")]
+        ),
+        Some(1.0)
+    );
+    let notified = webhook.alerts("/default").len();
+    first.kill();
+
+    let second = exporter(&fake, dir.path(), &[am.url()], &[]).await;
+    // The restart may re-post the active alert unchanged; wait until it has.
+    wait_for("the re-post", Duration::from_secs(20), || async {
+        second
+            .metrics()
+            .await
+            .get(
+                "kube_event_exporter_alerts_posted_total",
+                &[("alertmanager", &am.url())],
+            )
+            .filter(|v| *v >= 1.0)
+    })
+    .await;
+    let t0 = Instant::now();
+    wait_for("two group intervals", Duration::from_secs(5), || async {
+        (t0.elapsed() > Duration::from_secs(2)).then_some(())
+    })
+    .await;
+    let after = am.alerts().await;
+    assert_eq!(
+        after.len(),
+        1,
+        "the stale event is never alerted: {after:#?}"
+    );
+    for field in ["fingerprint", "startsAt", "endsAt"] {
+        assert_eq!(after[0][field], before[field], "{field} unchanged");
+    }
+    assert_eq!(annotation(&after[0], "count"), "2");
+    assert_eq!(
+        webhook.alerts("/default").len(),
+        notified,
+        "no new notification"
+    );
+    assert_eq!(
+        second.metrics().await.event_totals(),
+        crate::support::Totals::new(),
+        "nothing counted twice"
+    );
+}
