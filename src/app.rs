@@ -131,15 +131,7 @@ impl App {
         let mut tasks = JoinSet::new();
 
         // The writer outlives the other tasks: it commits what the pipeline queued last.
-        let (sink, archive_writer) = writer::channel(
-            self.archive.clone(),
-            ArchiveLimiter::new(config.archive.limits),
-            WriterSettings {
-                retention: config.archive.retention,
-                max_bytes: config.archive.max_bytes,
-            },
-            metrics.clone(),
-        );
+        let (sink, archive_writer) = archive_writer(&config, &self.archive, &metrics);
         let writer_stop = CancellationToken::new();
         let writer_task = tokio::spawn(archive_writer.run(writer_stop.clone()));
 
@@ -223,6 +215,32 @@ impl App {
         }
         result
     }
+}
+
+/// The archive's sink for the pipeline and its writer task, with the size gauges set.
+fn archive_writer(
+    config: &Config,
+    archive: &Archive,
+    metrics: &Arc<Metrics>,
+) -> (ArchiveSink, writer::ArchiveWriter) {
+    let cap = config
+        .archive
+        .max_bytes
+        .map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    metrics.archive.max_bytes.set(cap);
+    metrics
+        .archive
+        .size_bytes
+        .set(i64::try_from(archive.file_bytes()).unwrap_or(i64::MAX));
+    writer::channel(
+        archive.clone(),
+        ArchiveLimiter::new(config.archive.limits),
+        WriterSettings {
+            retention: config.archive.retention,
+            max_bytes: config.archive.max_bytes,
+        },
+        metrics.clone(),
+    )
 }
 
 /// Waits for shutdown or the first failing task, then stops every task (bounded in time).

@@ -67,6 +67,7 @@ pub struct ArchiveMetrics {
     pub deleted_retention: Counter,
     pub deleted_size: Counter,
     pub size_bytes: Gauge,
+    pub max_bytes: Gauge,
     pub records: Gauge,
     pub pending: Gauge,
     pub commit_duration: Histogram,
@@ -106,6 +107,12 @@ impl ArchiveMetrics {
             "Size of the archive file on disk",
             size_bytes.clone(),
         );
+        let max_bytes = Gauge::default();
+        own.register(
+            "archive_max_bytes",
+            "The archive's size cap (--archive-max-bytes); 0 when there is none",
+            max_bytes.clone(),
+        );
         let records = Gauge::default();
         own.register("archive_records", "Records in the archive", records.clone());
         let pending = Gauge::default();
@@ -133,6 +140,7 @@ impl ArchiveMetrics {
             deleted_retention: deleted_reason("retention"),
             deleted_size: deleted_reason("size"),
             size_bytes,
+            max_bytes,
             records,
             pending,
             commit_duration,

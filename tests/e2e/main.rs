@@ -14,5 +14,6 @@ mod alerts;
 mod archive;
 mod cli;
 mod history;
+mod kit;
 mod replay;
 mod watch;

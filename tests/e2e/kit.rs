@@ -1,0 +1,553 @@
+//! The operator's kit: alert rules (promtool), dashboards and rules evaluated by a real
+//! Prometheus that scraped the real exporter, the kustomize deployment checked against the
+//! Kubernetes types and the binary's flags and routes, and the Dockerfile's build command.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::support::{Exporter, Prometheus, wait_for};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn yaml(path: &Path) -> Value {
+    serde_saphyr::from_str(&std::fs::read_to_string(path).expect("read")).expect("yaml")
+}
+
+fn rules() -> Value {
+    yaml(&root().join("alerts/kube-event-exporter.rules.yml"))
+}
+
+fn all_rules(rules: &Value) -> Vec<Value> {
+    rules["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn promtool(args: &[&str]) -> (bool, String) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(root().join("alerts"))
+        .output()
+        .expect("promtool");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn alert_rules_pass_promtool_and_every_alert_has_a_firing_and_a_quiet_case() {
+    let (ok, out) = promtool(&["check", "rules", "kube-event-exporter.rules.yml"]);
+    assert!(ok, "{out}");
+    let (ok, out) = promtool(&["test", "rules", "kube-event-exporter.rules.test.yml"]);
+    assert!(ok, "{out}");
+
+    let tests = yaml(&root().join("alerts/kube-event-exporter.rules.test.yml"));
+    let mut firing = HashSet::new();
+    let mut quiet = HashSet::new();
+    for t in tests["tests"].as_array().expect("tests") {
+        for case in t["alert_rule_test"].as_array().into_iter().flatten() {
+            let name = case["alertname"].as_str().expect("alertname").to_owned();
+            if case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+                firing.insert(name);
+            } else {
+                quiet.insert(name);
+            }
+        }
+    }
+    let runbook = std::fs::read_to_string(root().join("alerts/runbook.md")).expect("runbook");
+    for rule in all_rules(&rules()) {
+        let name = rule["alert"].as_str().expect("alert name");
+        assert!(firing.contains(name), "{name} has no firing test case");
+        assert!(quiet.contains(name), "{name} has no quiet test case");
+        for key in ["summary", "description", "runbook_url"] {
+            assert!(
+                rule["annotations"][key]
+                    .as_str()
+                    .is_some_and(|v| !v.is_empty()),
+                "{name} lacks {key}"
+            );
+        }
+        let anchor = rule["annotations"]["runbook_url"]
+            .as_str()
+            .expect("url")
+            .rsplit_once('#')
+            .expect("anchor")
+            .1
+            .to_owned();
+        assert_eq!(anchor, name.to_lowercase());
+        assert!(
+            runbook.contains(&format!("## {name}\n")),
+            "runbook has no section for {name}"
+        );
+        for part in [
+            "**Meaning.**",
+            "**Impact.**",
+            "**Diagnosis.**",
+            "**Mitigation.**",
+        ] {
+            let section = runbook
+                .split(&format!("## {name}\n"))
+                .nth(1)
+                .expect("section")
+                .split("\n## ")
+                .next()
+                .expect("body");
+            assert!(
+                section.contains(part),
+                "runbook section {name} lacks {part}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_prometheusrule_holds_exactly_the_rules_file() {
+    let pr = yaml(&root().join("deploy/prometheusrule/prometheusrule.yaml"));
+    assert_eq!(pr["kind"], "PrometheusRule");
+    assert_eq!(pr["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(
+        pr["spec"],
+        rules(),
+        "deploy/prometheusrule/prometheusrule.yaml is out of date with alerts/"
+    );
+}
+
+fn dashboards() -> Vec<(String, Value)> {
+    ["kubernetes-events.json", "kube-event-exporter.json"]
+        .iter()
+        .map(|f| {
+            let text =
+                std::fs::read_to_string(root().join("dashboards").join(f)).expect("read dashboard");
+            (
+                (*f).to_owned(),
+                serde_json::from_str(&text).expect("dashboard JSON"),
+            )
+        })
+        .collect()
+}
+
+/// Every `"datasource"` object anywhere in a dashboard.
+fn datasources(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k == "datasource" {
+                    out.push(v.clone());
+                }
+                datasources(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| datasources(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn dashboards_are_valid_and_use_the_datasource_input() {
+    for (file, d) in dashboards() {
+        assert!(
+            d["schemaVersion"].as_u64().is_some_and(|v| v >= 36),
+            "{file}: current schema"
+        );
+        assert_eq!(d["__inputs"][0]["type"], "datasource", "{file}");
+        let input = format!(
+            "${{{}}}",
+            d["__inputs"][0]["name"].as_str().expect("input name")
+        );
+        let ds_var = &d["templating"]["list"][0];
+        assert_eq!(
+            (ds_var["type"].as_str(), ds_var["current"]["value"].as_str()),
+            (Some("datasource"), Some(input.as_str())),
+            "{file}"
+        );
+        let mut ids = HashSet::new();
+        for p in d["panels"].as_array().expect("panels") {
+            assert!(
+                ids.insert(p["id"].as_u64().expect("id")),
+                "{file}: duplicate panel id {}",
+                p["id"]
+            );
+        }
+        let mut refs = Vec::new();
+        datasources(&d["panels"], &mut refs);
+        datasources(
+            &d["templating"]["list"].as_array().expect("vars")[1..]
+                .to_vec()
+                .into(),
+            &mut refs,
+        );
+        for r in refs {
+            assert_eq!(
+                r["uid"], "${datasource}",
+                "{file}: a datasource reference bypasses the input: {r}"
+            );
+        }
+        for name in ["namespace", "kind", "reason"] {
+            if file == "kubernetes-events.json" {
+                assert!(
+                    d["templating"]["list"]
+                        .as_array()
+                        .expect("vars")
+                        .iter()
+                        .any(|v| v["name"] == name),
+                    "{file}: no ${name}"
+                );
+            }
+        }
+    }
+}
+
+/// Every PromQL expression of the dashboards (with the template variables filled in) and the
+/// alert rules, tagged with whether it must return data.
+fn expressions() -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for (file, d) in dashboards() {
+        for p in d["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let expr = t["expr"]
+                    .as_str()
+                    .expect("expr")
+                    .replace("$namespace", "shop")
+                    .replace("$kind", "Pod")
+                    .replace("$reason", ".*")
+                    .replace("$__rate_interval", "1m")
+                    .replace("$__range", "1h");
+                let name = format!("{file}: {}", p["title"].as_str().unwrap_or_default());
+                out.push((name, expr, file == "kubernetes-events.json"));
+            }
+        }
+        for v in d["templating"]["list"].as_array().expect("vars") {
+            if let Some(q) = v["query"]["query"].as_str() {
+                // label_values(metric{…}, label) is Grafana's; Prometheus evaluates the selector.
+                let selector = q
+                    .trim_start_matches("label_values(")
+                    .rsplit_once(',')
+                    .expect("label_values")
+                    .0
+                    .replace("$namespace", "shop")
+                    .replace("$kind", "Pod");
+                out.push((format!("{file}: variable {}", v["name"]), selector, true));
+            }
+        }
+    }
+    for rule in all_rules(&rules()) {
+        out.push((
+            format!("rule {}", rule["alert"]),
+            rule["expr"].as_str().expect("expr").to_owned(),
+            false,
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_and_rule_query_runs_on_real_data() {
+    let sample = root().join("examples/events.jsonl");
+    let exporter = Exporter::start(&[
+        "--replay",
+        sample.to_str().expect("utf-8"),
+        "--alertmanager-url",
+        "http://127.0.0.1:9",
+    ])
+    .await;
+    exporter.wait_ready().await;
+    let prometheus = Prometheus::start(
+        &[exporter.addr],
+        &[&root().join("alerts/kube-event-exporter.rules.yml")],
+    )
+    .await;
+    // Two scrapes of the counters, so rate() has points to work with.
+    wait_for("two scrapes", Duration::from_secs(40), || async {
+        let data = prometheus
+            .query("count_over_time(kube_events_total[1m])")
+            .await
+            .ok()?;
+        data["result"]
+            .as_array()?
+            .iter()
+            .any(|r| {
+                r["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .is_some_and(|v| v >= 2.0)
+            })
+            .then_some(())
+    })
+    .await;
+    let mut failures = Vec::new();
+    for (name, expr, needs_data) in expressions() {
+        match prometheus.query(&expr).await {
+            Err(e) => failures.push(format!("{name}: {expr}\n  → {e}")),
+            Ok(data) if needs_data && data["result"].as_array().is_none_or(Vec::is_empty) => {
+                failures.push(format!("{name}: no data for {expr}"));
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The rules file loaded into Prometheus as is.
+    let r = crate::support::http()
+        .get(format!("http://{}/api/v1/rules", prometheus.addr))
+        .send()
+        .await
+        .expect("rules");
+    let body: Value = r.json().await.expect("json");
+    let loaded: usize = body["data"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(loaded, all_rules(&rules()).len());
+}
+
+fn kustomize(dir: &str) -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .args(["kustomize", dir])
+        .current_dir(root())
+        .output()
+        .expect("kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(
+        &String::from_utf8(out.stdout).expect("utf-8"),
+    )
+    .expect("yaml documents")
+}
+
+/// Deserialises into the Kubernetes type and back: a misspelt or misplaced field is lost on the
+/// way and shows up as a difference.
+fn round_trips<K: serde::de::DeserializeOwned + serde::Serialize>(object: &Value) {
+    let typed: K = serde_json::from_value(object.clone())
+        .unwrap_or_else(|e| panic!("{}: {e}", object["kind"]));
+    let back = serde_json::to_value(&typed).expect("serialise");
+    assert_eq!(
+        &back, object,
+        "{} does not survive a round trip through its type",
+        object["kind"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployment_renders_into_valid_objects_that_match_the_binary() {
+    use k8s_openapi::api::{
+        apps::v1 as apps, core::v1 as core, networking::v1 as net, rbac::v1 as rbac,
+    };
+    let objects = kustomize("deploy");
+    let kinds: BTreeSet<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "Namespace",
+            "NetworkPolicy",
+            "PersistentVolumeClaim",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor"
+        ]
+        .into()
+    );
+    let by_kind: BTreeMap<&str, &Value> = objects
+        .iter()
+        .map(|o| (o["kind"].as_str().expect("kind"), o))
+        .collect();
+    for o in &objects {
+        match o["kind"].as_str().expect("kind") {
+            "Namespace" => round_trips::<core::Namespace>(o),
+            "ServiceAccount" => round_trips::<core::ServiceAccount>(o),
+            "ConfigMap" => round_trips::<core::ConfigMap>(o),
+            "Service" => round_trips::<core::Service>(o),
+            "PersistentVolumeClaim" => round_trips::<core::PersistentVolumeClaim>(o),
+            "ClusterRole" => round_trips::<rbac::ClusterRole>(o),
+            "ClusterRoleBinding" => round_trips::<rbac::ClusterRoleBinding>(o),
+            "Deployment" => round_trips::<apps::Deployment>(o),
+            "NetworkPolicy" => round_trips::<net::NetworkPolicy>(o),
+            "ServiceMonitor" => {
+                assert_eq!(o["apiVersion"], "monitoring.coreos.com/v1");
+                assert_eq!(o["spec"]["endpoints"][0]["port"], "http");
+                assert_eq!(o["spec"]["endpoints"][0]["path"], "/metrics");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    // Least privilege: get, list, watch on events in the core and events.k8s.io groups.
+    let mut rules: Vec<(String, String, String)> = Vec::new();
+    for r in by_kind["ClusterRole"]["rules"].as_array().expect("rules") {
+        let list = |k: &str| {
+            r[k].as_array()
+                .expect(k)
+                .iter()
+                .map(|v| v.as_str().expect("str").to_owned())
+                .collect::<Vec<_>>()
+        };
+        for g in list("apiGroups") {
+            for res in list("resources") {
+                for v in list("verbs") {
+                    rules.push((g.clone(), res.clone(), v));
+                }
+            }
+        }
+    }
+    let mut want = Vec::new();
+    for g in ["", "events.k8s.io"] {
+        for v in ["get", "list", "watch"] {
+            want.push((g.to_owned(), "events".to_owned(), v.to_owned()));
+        }
+    }
+    assert_eq!(rules, want);
+
+    // The Deployment: one replica, Recreate, hardened, probes on the binary's real routes, env
+    // the binary accepts.
+    let d = by_kind["Deployment"];
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(d["spec"]["strategy"]["type"], "Recreate");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+        true
+    );
+    assert!(
+        c["resources"]["requests"]["memory"].is_string()
+            && c["resources"]["limits"]["memory"].is_string()
+    );
+    let env: BTreeMap<String, String> = c["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").to_owned(),
+                e["value"].as_str().expect("value").to_owned(),
+            )
+        })
+        .collect();
+    let port = c["ports"][0]["containerPort"].as_u64().expect("port");
+    assert!(
+        env["KEE_LISTEN"].ends_with(&format!(":{port}")),
+        "KEE_LISTEN matches the container port"
+    );
+    assert_eq!(
+        by_kind["Service"]["spec"]["ports"][0]["targetPort"],
+        c["ports"][0]["name"]
+    );
+    let mounts: Vec<&str> = c["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .map(|m| m["mountPath"].as_str().expect("path"))
+        .collect();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| env["KEE_ARCHIVE_PATH"].starts_with(m)),
+        "the archive is on the volume"
+    );
+    assert!(
+        mounts.iter().any(|m| env["KEE_CONFIG"].starts_with(m)),
+        "the rules file is mounted"
+    );
+
+    // Run the binary with the Deployment's environment (paths moved into a temp dir, the rules
+    // from the ConfigMap): it accepts every variable and serves the probe routes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules_file = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules_file,
+        by_kind["ConfigMap"]["data"]["rules.yaml"]
+            .as_str()
+            .expect("rules.yaml"),
+    )
+    .expect("write");
+    let help = String::from_utf8(
+        Command::new(Exporter::binary())
+            .arg("--help")
+            .output()
+            .expect("help")
+            .stdout,
+    )
+    .expect("utf-8");
+    let mut args: Vec<String> = vec![
+        "--replay".into(),
+        root().join("examples/events.jsonl").display().to_string(),
+    ];
+    for (name, value) in &env {
+        assert!(
+            help.contains(&format!("env: {name}")),
+            "{name} is not a flag's variable"
+        );
+        let flag = format!(
+            "--{}",
+            name.trim_start_matches("KEE_")
+                .to_lowercase()
+                .replace('_', "-")
+        );
+        let value = match name.as_str() {
+            "KEE_LISTEN" => continue,
+            "KEE_ARCHIVE_PATH" => dir.path().join("archive.redb").display().to_string(),
+            "KEE_CONFIG" => rules_file.display().to_string(),
+            _ => value.clone(),
+        };
+        args.push(flag);
+        args.push(value);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&argv).await;
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let path = c[probe]["httpGet"]["path"].as_str().expect("probe path");
+        assert_eq!(c[probe]["httpGet"]["port"], c["ports"][0]["name"]);
+        exporter
+            .wait_status(path, 200, Duration::from_secs(20))
+            .await;
+    }
+
+    // The variant with the PrometheusRule renders too, and adds just that.
+    let with_rules = kustomize("deploy/with-prometheusrule");
+    assert_eq!(with_rules.len(), objects.len() + 1);
+    let pr = with_rules
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .expect("PrometheusRule");
+    assert_eq!(pr["metadata"]["namespace"], "kube-event-exporter");
+}
+
+#[test]
+fn the_dockerfile_builds_the_binary_the_readme_documents() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let build = "cargo build --release --locked --bin kube-event-exporter";
+    assert!(
+        dockerfile.contains(&format!("RUN {build}")),
+        "Dockerfile builds with `{build}`"
+    );
+    assert!(readme.contains(build), "README documents `{build}`");
+    assert!(dockerfile.contains("USER 65532"), "non-root");
+}
