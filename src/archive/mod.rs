@@ -60,22 +60,37 @@ impl ArchiveError {
 
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 
-/// One ledger entry as stored: the event, the last count seen, when, and whether its record
-/// was archived.
+/// redb's page cache. Its default (1 GiB) would let the exporter's memory grow with the archive;
+/// 16 MiB holds the hot pages (recent records, the index tails: queries over 1M records stay
+/// under a millisecond), and cold pages come from the kernel's page cache.
+const CACHE_BYTES: usize = 16 << 20;
+
+/// One ledger entry as stored: the event, the last count seen, when, and where its record is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LedgerEntry {
     pub uid: String,
     pub count: u64,
     /// Unix seconds of the last sighting.
     pub touched: u64,
-    pub archived: bool,
+    /// The last occurrence (µs) under which the record is indexed; `None`: not archived (it
+    /// was rate limited).
+    pub archived: Option<u64>,
+}
+
+/// A record to write: the event, and the last occurrence (µs) of the version it replaces, if
+/// any. An event's namespace, involved object and reason never change, so that is all it takes
+/// to find the old index entries: an update needs no read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordWrite {
+    pub event: Event,
+    pub replaces: Option<u64>,
 }
 
 /// What one batch asks the archive to do, in one transaction. Keys are event seqs.
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Records to insert or update; a later update of the same event replaced the earlier.
-    pub records: HashMap<u64, Event>,
+    pub records: HashMap<u64, RecordWrite>,
     pub ledger: HashMap<u64, LedgerEntry>,
     /// Ledger entries to drop (the event was deleted or expired); records stay.
     pub forget: Vec<u64>,
@@ -117,7 +132,10 @@ impl Archive {
             path: path.to_owned(),
             source,
         };
-        let db = Database::create(path).map_err(open_failed)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(open_failed)?;
         let txn = db.begin_write()?;
         txn.open_table(RECORDS)?;
         txn.open_table(BY_TIME)?;
@@ -148,7 +166,9 @@ impl Archive {
         let mut restored = Restored::default();
         for row in txn.open_table(LEDGER)?.iter()? {
             let (seq, value) = row?;
-            let (uid, count, touched, archived) = value.value();
+            let (uid, count, touched, archived_at) = value.value();
+            // 0 is "not archived"; stored times are at least 1 µs.
+            let archived = (archived_at != 0).then_some(archived_at);
             restored.ledger.push((
                 seq.value(),
                 LedgerEntry {
@@ -286,7 +306,11 @@ impl<'t> Tables<'t> {
     }
 
     fn unindex(&mut self, seq: u64, e: &Event) -> Result<()> {
-        let t = micros(e.last_seen);
+        self.unindex_at(seq, e, micros(e.last_seen))
+    }
+
+    /// Removes the index entries of `e` as it was indexed at last occurrence `t`.
+    fn unindex_at(&mut self, seq: u64, e: &Event, t: u64) -> Result<()> {
         self.by_time.remove((t, seq))?;
         self.by_ns.remove((e.namespace.as_str(), t, seq))?;
         self.by_object.remove((
@@ -311,23 +335,25 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
     let mut seqs: Vec<&u64> = batch.records.keys().collect();
     seqs.sort_unstable();
     for &seq in seqs {
-        let mut event = std::borrow::Cow::Borrowed(&batch.records[&seq]);
-        if let Some(old) = tables.stored(seq)? {
-            // The same object seen again: keep its earliest first occurrence and highest count.
-            tables.unindex(seq, &old)?;
-            if old.first_seen < event.first_seen || old.count > event.count {
-                let e = event.to_mut();
-                e.first_seen = e.first_seen.min(old.first_seen);
-                e.count = e.count.max(old.count);
-            }
+        let write = &batch.records[&seq];
+        if let Some(t) = write.replaces {
+            tables.unindex_at(seq, &write.event, t)?;
         }
-        record::encode(&event, &mut buf);
+        record::encode(&write.event, &mut buf);
         tables.records.insert(seq, buf.as_slice())?;
-        tables.index(seq, &event)?;
+        tables.index(seq, &write.event)?;
     }
     let mut ledger = txn.open_table(LEDGER)?;
     for (seq, e) in &batch.ledger {
-        ledger.insert(*seq, (e.uid.as_str(), e.count, e.touched, e.archived))?;
+        ledger.insert(
+            *seq,
+            (
+                e.uid.as_str(),
+                e.count,
+                e.touched,
+                e.archived.map_or(0, |t| t.max(1)),
+            ),
+        )?;
     }
     for seq in &batch.forget {
         ledger.remove(*seq)?;

@@ -23,9 +23,10 @@ pub const BY_OBJECT: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new
 /// (reason, last_seen µs, seq).
 pub const BY_REASON: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("by_reason");
 
-/// The occurrence ledger: seq → (uid, last seen count, last sighting in unix seconds,
-/// archived). Committed with the records it describes, so a restart neither recounts nor loses.
-pub const LEDGER: TableDefinition<u64, (&str, u64, u64, bool)> = TableDefinition::new("ledger");
+/// The occurrence ledger: seq → (uid, last seen count, last sighting in unix seconds, the last
+/// occurrence in µs its record is indexed under or 0 when not archived). Committed with the
+/// records it describes, so a restart neither recounts nor loses.
+pub const LEDGER: TableDefinition<u64, (&str, u64, u64, u64)> = TableDefinition::new("ledger");
 
 /// Watch stream → the resourceVersion to resume from.
 pub const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");

@@ -12,8 +12,9 @@ struct Entry {
     seq: u64,
     count: u64,
     touched: Instant,
-    /// Whether the event's record made it into the archive (it may have been rate limited).
-    archived: bool,
+    /// The last occurrence (µs) its archive record is indexed under; `None` while it is not
+    /// archived (it may have been rate limited).
+    archived: Option<u64>,
 }
 
 /// What one sighting of an event means.
@@ -21,8 +22,8 @@ struct Entry {
 pub struct Observation {
     /// New occurrences: all of them for an unknown uid, the increase for a known one.
     pub occurrences: u64,
-    /// Whether the event's record is already archived.
-    pub archived: bool,
+    /// Where the event's record is indexed, if it is archived.
+    pub archived: Option<u64>,
     /// The event's sequence number, given at its first sighting.
     pub seq: u64,
 }
@@ -67,20 +68,21 @@ impl Ledger {
                     seq,
                     count,
                     touched: now,
-                    archived: false,
+                    archived: None,
                 },
             );
             Observation {
                 occurrences: count,
-                archived: false,
+                archived: None,
                 seq,
             }
         }
     }
 
-    pub fn set_archived(&mut self, uid: &str) {
+    /// The event's record is (queued to be) indexed under last occurrence `at` µs.
+    pub fn set_archived(&mut self, uid: &str, at: Option<u64>) {
         if let Some(entry) = self.entries.get_mut(uid) {
-            entry.archived = true;
+            entry.archived = at;
         }
     }
 
@@ -91,7 +93,7 @@ impl Ledger {
         seq: u64,
         uid: String,
         count: u64,
-        archived: bool,
+        archived: Option<u64>,
         age: Duration,
         now: Instant,
     ) -> bool {
@@ -190,15 +192,15 @@ mod tests {
     fn restored_entries_keep_counts_and_archived_state() {
         let t = Instant::now();
         let mut l = Ledger::new(Duration::from_secs(60), 0);
-        assert!(l.restore(7, "a".into(), 5, true, Duration::from_secs(10), t));
-        assert!(!l.restore(9, "stale".into(), 5, true, Duration::from_secs(60), t));
+        assert!(l.restore(7, "a".into(), 5, Some(3), Duration::from_secs(10), t));
+        assert!(!l.restore(9, "stale".into(), 5, Some(3), Duration::from_secs(60), t));
         // Restored as seen 10 s ago: still there 49 s later, gone after 50.
         assert!(l.sweep(t + Duration::from_secs(49)).is_empty());
         assert_eq!(
             l.observe("a", 7, t),
             Observation {
                 occurrences: 2,
-                archived: true,
+                archived: Some(3),
                 seq: 7
             }
         );
@@ -207,7 +209,7 @@ mod tests {
             l.observe("stale", 5, t),
             Observation {
                 occurrences: 5,
-                archived: false,
+                archived: None,
                 seq: 10
             }
         );

@@ -132,8 +132,9 @@ impl Pipeline {
             .get_or_create(&EventLabels::of(event))
             .inc_by(seen.occurrences);
         let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
-        if self.archive.write(seen.seq, event, seen.archived, now_secs) && !seen.archived {
-            self.ledger.set_archived(&event.uid);
+        let archived = self.archive.write(seen.seq, event, seen.archived, now_secs);
+        if archived != seen.archived {
+            self.ledger.set_archived(&event.uid, archived);
         }
         if let Some(alerting) = &self.alerting {
             if decision.alert {

@@ -7,8 +7,9 @@ use std::{collections::HashSet, time::Duration};
 use jiff::Timestamp;
 use kube_event_exporter::{
     archive::{
-        Archive, Batch, LedgerEntry,
+        Archive, Batch, LedgerEntry, RecordWrite,
         query::{Cursor, Query},
+        record::micros,
         writer::{WriterSettings, sweep},
     },
     event::{Event, ObjectRef},
@@ -71,16 +72,30 @@ fn event(i: u64, last_seen: Timestamp) -> Event {
 }
 
 fn commit_all(archive: &Archive, events: &[Event]) {
+    commit_updates(archive, events, |_| None);
+}
+
+/// Commits `events` as updates of what the archive holds: `replaces` gives the last occurrence
+/// each is indexed under now.
+fn commit_updates(
+    archive: &Archive,
+    events: &[Event],
+    replaces: impl Fn(&Event) -> Option<Timestamp>,
+) {
     for chunk in events.chunks(1000) {
         let mut batch = Batch::default();
         for e in chunk {
             let seq: u64 = e.uid.trim_start_matches("uid-").parse().expect("uid-<seq>");
-            batch.records.insert(seq, e.clone());
+            let write = RecordWrite {
+                event: e.clone(),
+                replaces: replaces(e).map(micros),
+            };
+            batch.records.insert(seq, write);
             let entry = LedgerEntry {
                 uid: e.uid.clone(),
                 count: e.count,
                 touched: 0,
-                archived: true,
+                archived: Some(micros(e.last_seen)),
             };
             batch.ledger.insert(seq, entry);
             batch.next_seq = batch.next_seq.max(seq + 1);
@@ -131,13 +146,15 @@ fn hundred_thousand_records_answer_every_kind_of_query_exactly() {
 
     // Updates rewrite the record in place: 5,000 events happen again later.
     let later = base() + Duration::from_secs(8 * 86_400);
+    let mut before = std::collections::HashMap::new();
     for (n, i) in (0..100_000).step_by(20).enumerate() {
         let e = &mut events[i];
+        before.insert(e.uid.clone(), e.last_seen);
         e.count += 10;
         e.last_seen = later + Duration::from_secs(n as u64);
     }
     let updated: Vec<Event> = events.iter().step_by(20).cloned().collect();
-    commit_all(&archive, &updated);
+    commit_updates(&archive, &updated, |e| before.get(&e.uid).copied());
     assert_eq!(
         archive.record_count().expect("count"),
         100_000,
