@@ -264,7 +264,7 @@ async fn a_kill_in_the_middle_of_a_storm_loses_no_committed_record() {
     };
     let committed = wait_for(
         "some records committed",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || async {
             let c = archived_counts(&exporter).await;
             (c.len() >= 300).then_some(c)
@@ -288,7 +288,7 @@ async fn a_kill_in_the_middle_of_a_storm_loses_no_committed_record() {
     // And the rest of the storm arrives.
     let total = wait_for(
         "the whole storm archived",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async {
             let n = archived_counts(&exporter).await.len();
             (n == 3_000).then_some(n)

@@ -142,7 +142,7 @@ impl Exporter {
 
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
-        self.wait_status("/readyz", 200, Duration::from_secs(30))
+        self.wait_status("/readyz", 200, Duration::from_secs(60))
             .await;
     }
 
@@ -165,7 +165,7 @@ impl Exporter {
 
     /// Waits until `kube_events_total` equals `expected`.
     pub async fn wait_totals(&self, expected: &Totals) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let last = self.metrics().await.event_totals();
             if last == *expected {
