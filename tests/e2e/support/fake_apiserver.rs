@@ -565,10 +565,12 @@ async fn list(
     let mut items = Vec::new();
     let mut next = None;
     let mut last: Option<&(String, String)> = None;
+    // Pages continue after the last key served: a range, not a scan from the start.
+    let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
     let in_range = st
         .objects
-        .iter()
-        .filter(|(k, o)| after.as_ref().is_none_or(|a| *k > a) && in_scope(o, namespace));
+        .range((start, std::ops::Bound::Unbounded))
+        .filter(|(_, o)| in_scope(o, namespace));
     for (key, object) in in_range {
         if items.len() == limit {
             let (ns, name) = last.expect("a full page has a last item");
