@@ -30,5 +30,5 @@ command -v kubectl >/dev/null || {
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # The benchmarks must keep running; their quick mode in a debug build checks that, not numbers.
-cargo test --locked --bench bench -- --quick --runs 1
+cargo test --locked --bench bench -- --quick
 cargo test --locked --lib --bins --tests
