@@ -56,8 +56,9 @@ fn quick() -> bool {
 
 // ---------- process measurements ----------
 
-fn proc_status(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// A field of `/proc/<process>/status` in KiB (`process` is a pid or `self`).
+fn status_kib(process: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap_or_default();
     status
         .lines()
         .find(|l| l.starts_with(field))
@@ -66,14 +67,12 @@ fn proc_status(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+fn proc_status(field: &str) -> u64 {
+    status_kib("self", field)
+}
+
 fn child_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    status_kib(&pid.to_string(), field)
 }
 
 /// CPU seconds (user + system) of this process so far.
@@ -315,10 +314,8 @@ async fn pipeline_throughput(events_api: bool) -> BTreeMap<&'static str, f64> {
     ])
 }
 
-/// The real binary after an initial list of 100k distinct events, archived: the default
-/// configuration (archive on, forwarding off).
-async fn rss_after_100k() -> BTreeMap<&'static str, f64> {
-    let n = 100_000;
+/// A fake API server holding `n` events in 50 namespaces, as a big cluster's would.
+async fn preloaded(n: usize, type_: &str, count: u32) -> FakeApiServer {
     let fake = FakeApiServer::start().await;
     fake.preload((0..n).map(|i| {
         new_event(
@@ -326,10 +323,18 @@ async fn rss_after_100k() -> BTreeMap<&'static str, f64> {
             "Pod",
             &format!("p-{i}"),
             REASONS[i % 8],
-            "Warning",
-            2,
+            type_,
+            count,
         )
     }));
+    fake
+}
+
+/// The real binary after an initial list of 100k distinct events, archived: the default
+/// configuration (archive on, forwarding off).
+async fn rss_after_100k() -> BTreeMap<&'static str, f64> {
+    let n = 100_000;
+    let fake = preloaded(n, "Warning", 2).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = fake.write_kubeconfig(dir.path());
     let limits = [
@@ -629,17 +634,7 @@ async fn end_to_end() -> BTreeMap<&'static str, f64> {
 
 async fn startup() -> BTreeMap<&'static str, f64> {
     let n: usize = if quick() { 50_000 } else { 1_000_000 };
-    let fake = FakeApiServer::start().await;
-    fake.preload((0..n).map(|i| {
-        new_event(
-            &format!("ns-{}", i % 50),
-            "Pod",
-            &format!("p-{i}"),
-            REASONS[i % 8],
-            "Normal",
-            1,
-        )
-    }));
+    let fake = preloaded(n, "Normal", 1).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = fake.write_kubeconfig(dir.path());
     let t0 = Instant::now();

@@ -9,7 +9,6 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU16, Ordering},
     },
-    time::Duration,
 };
 
 use axum::{
@@ -20,7 +19,7 @@ use axum::{
 };
 use serde_json::Value;
 
-use super::{free_port, http, wait_for};
+use super::{free_port, http, wait_http_ok};
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
@@ -155,19 +154,10 @@ impl Alertmanager {
             addr,
             dir,
         };
-        let url = format!("http://{addr}/-/ready");
-        wait_for("Alertmanager to be ready", Duration::from_secs(20), || {
-            let url = url.clone();
-            async move {
-                http()
-                    .get(&url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
+        wait_http_ok(
+            "Alertmanager to be ready",
+            &format!("http://{addr}/-/ready"),
+        )
         .await;
         am
     }

@@ -45,6 +45,20 @@ where
     }
 }
 
+/// Waits until `url` answers a 2xx (a server's readiness endpoint).
+pub async fn wait_http_ok(what: &str, url: &str) {
+    wait_for(what, Duration::from_secs(30), || async {
+        http()
+            .get(url)
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+}
+
 pub fn http() -> reqwest::Client {
     // The product installs ring at start; test processes must too (reqwest has no default).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -383,20 +397,7 @@ impl Prometheus {
             .spawn()
             .expect("spawn prometheus (apt-get install prometheus)");
         let p = Self { child, addr, dir };
-        let url = format!("http://{addr}/-/ready");
-        wait_for("Prometheus to be ready", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move {
-                http()
-                    .get(&url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
-        .await;
+        wait_http_ok("Prometheus to be ready", &format!("http://{addr}/-/ready")).await;
         p
     }
 
