@@ -13,14 +13,14 @@
 //! pipeline turns updates of Event objects into *occurrences* (count deltas) and is the only
 //! module that knows its consumers. [`app`] wires the long-running parts together.
 
-pub mod alerting;
-pub mod app;
-pub mod archive;
 pub mod config;
 pub mod event;
-pub mod health;
-pub mod http;
-pub mod metrics;
+pub mod source;
 pub mod pipeline;
 pub mod rules;
-pub mod source;
+pub mod metrics;
+pub mod alerting;
+pub mod archive;
+pub mod health;
+pub mod http;
+pub mod app;
