@@ -314,6 +314,24 @@ async fn pipeline_throughput(events_api: bool) -> BTreeMap<&'static str, f64> {
     ])
 }
 
+/// The real binary against `fake`, ready, with archive rate limits that never bite (so every
+/// record is written).
+async fn unlimited_exporter(fake: &FakeApiServer, dir: &std::path::Path) -> Exporter {
+    let kubeconfig = fake.write_kubeconfig(dir);
+    let mut args = vec!["--kubeconfig", kubeconfig.to_str().expect("utf-8")];
+    for flag in [
+        "--archive-namespace-rate",
+        "--archive-namespace-burst",
+        "--archive-rate",
+        "--archive-burst",
+    ] {
+        args.extend([flag, "1000000"]);
+    }
+    let exporter = Exporter::start(&args).await;
+    exporter.wait_ready().await;
+    exporter
+}
+
 /// A fake API server holding `n` events in 50 namespaces, as a big cluster's would.
 async fn preloaded(n: usize, type_: &str, count: u32) -> FakeApiServer {
     let fake = FakeApiServer::start().await;
@@ -336,17 +354,7 @@ async fn rss_after_100k() -> BTreeMap<&'static str, f64> {
     let n = 100_000;
     let fake = preloaded(n, "Warning", 2).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = fake.write_kubeconfig(dir.path());
-    let limits = [
-        "--archive-namespace-burst",
-        "1000000",
-        "--archive-burst",
-        "1000000",
-    ];
-    let mut args = vec!["--kubeconfig", kubeconfig.to_str().expect("utf-8")];
-    args.extend_from_slice(&limits);
-    let exporter = Exporter::start(&args).await;
-    exporter.wait_ready().await;
+    let exporter = unlimited_exporter(&fake, dir.path()).await;
     while exporter
         .metrics()
         .await
@@ -552,21 +560,7 @@ async fn end_to_end() -> BTreeMap<&'static str, f64> {
     let fake = FakeApiServer::start().await;
     fake.set_bookmark_interval(Duration::from_secs(3600));
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = fake.write_kubeconfig(dir.path());
-    let limits = [
-        "--archive-namespace-rate",
-        "1000000",
-        "--archive-namespace-burst",
-        "1000000",
-        "--archive-rate",
-        "1000000",
-        "--archive-burst",
-        "1000000",
-    ];
-    let mut args = vec!["--kubeconfig", kubeconfig.to_str().expect("utf-8")];
-    args.extend_from_slice(&limits);
-    let exporter = Exporter::start(&args).await;
-    exporter.wait_ready().await;
+    let exporter = unlimited_exporter(&fake, dir.path()).await;
     let t0 = Instant::now();
     for i in 0..n {
         fake.create(&new_event(

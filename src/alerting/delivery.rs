@@ -153,14 +153,6 @@ impl DeliveryQueue {
         }
         self.m.length.set(q.len() as i64);
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
 }
 
 /// Posts one Alertmanager's queue.

@@ -152,10 +152,6 @@ impl Archive {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub(crate) fn db(&self) -> &Database {
         &self.db
     }

@@ -365,15 +365,6 @@ impl FakeApiServer {
     pub fn requests(&self) -> Vec<Request> {
         self.shared.lock().requests.clone()
     }
-
-    pub fn resource_version(&self) -> u64 {
-        self.shared.lock().rv
-    }
-
-    /// The stored events, as `(namespace, name) → core/v1 object`.
-    pub fn objects(&self) -> BTreeMap<(String, String), Value> {
-        self.shared.lock().objects.clone()
-    }
 }
 
 fn key_of(object: &Value) -> (String, String) {
