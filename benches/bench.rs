@@ -18,8 +18,6 @@ use std::{
 };
 
 use jiff::Timestamp;
-use k8s_openapi::api::{core::v1 as core, events::v1 as events};
-use kube::api::WatchEvent;
 use kube_event_exporter::{
     alerting::{AlertSettings, Alerting, delivery::DeliveryQueue},
     archive::{
@@ -33,7 +31,10 @@ use kube_event_exporter::{
     metrics::Metrics,
     pipeline::{Consumers, Pipeline, ledger::Ledger},
     rules::Rules,
-    source::SourceMsg,
+    source::{
+        SourceMsg,
+        wire::{self, Shape, WatchItem},
+    },
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -268,20 +269,17 @@ fn in_process(ledger_ttl: Duration, alerts: bool) -> InProcess {
     }
 }
 
+/// Decodes a watch line as the Kubernetes source does.
 fn decode(line: &str, events_api: bool) -> Option<SourceMsg> {
-    let now = Timestamp::now();
-    let event = if events_api {
-        match serde_json::from_str::<WatchEvent<events::Event>>(line).ok()? {
-            WatchEvent::Added(e) | WatchEvent::Modified(e) => Event::from_events_v1(e, now),
-            _ => return None,
-        }
+    let shape = if events_api {
+        Shape::EventsV1
     } else {
-        match serde_json::from_str::<WatchEvent<core::Event>>(line).ok()? {
-            WatchEvent::Added(e) | WatchEvent::Modified(e) => Event::from_core(e, now),
-            _ => return None,
-        }
+        Shape::CoreV1
     };
-    Some(SourceMsg::Applied(Box::new(event)))
+    match wire::watch_line(line.as_bytes(), shape, Timestamp::now()).ok()? {
+        WatchItem::Added(e) | WatchItem::Modified(e) => Some(SourceMsg::Applied(Box::new(e))),
+        _ => None,
+    }
 }
 
 async fn pipeline_throughput(events_api: bool) -> BTreeMap<&'static str, f64> {
@@ -426,7 +424,9 @@ async fn churn() -> BTreeMap<&'static str, f64> {
 
 fn archive_event(i: u64, base: Timestamp) -> Event {
     let c = core_event(i, 1 + i % 5, i);
-    let mut e = Event::from_core(serde_json::from_value(c).expect("event"), base);
+    let text = c.to_string();
+    let raw: wire::RawEvent = serde_json::from_str(&text).expect("event");
+    let mut e = raw.into_event(Shape::CoreV1, base);
     let t = base + Duration::from_secs(i / 20);
     e.first_seen = t;
     e.last_seen = t;

@@ -6,25 +6,25 @@
 //! After a restart a stream resumes from its stored resourceVersion with a raw watch call
 //! (kube-rs's `watcher()` always lists first, kube-rs issue 1419), and lists only on 410.
 
-use std::{collections::HashMap, fmt::Debug, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::AsyncBufReadExt;
 use jiff::Timestamp;
-use k8s_openapi::{
-    NamespaceResourceScope,
-    api::{core::v1 as core, events::v1 as events},
-};
+use k8s_openapi::api::{core::v1 as core, events::v1 as events};
 use kube::{
-    Api, Client,
-    api::{ListParams, WatchEvent, WatchParams},
+    Client, Resource,
+    api::{ListParams, WatchParams},
+    core::Request,
 };
-use serde::de::DeserializeOwned;
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::SourceMsg;
-use crate::{config::EventsApi, event::Event, health::Health, metrics::Metrics};
+use super::{
+    SourceMsg,
+    wire::{self, Shape, WatchItem},
+};
+use crate::{config::EventsApi, health::Health, metrics::Metrics};
 
 /// Page size of the initial list: what kube-rs and kubectl use.
 const LIST_PAGE_SIZE: u32 = 500;
@@ -32,30 +32,6 @@ const LIST_PAGE_SIZE: u32 = 500;
 /// How long past its `timeoutSeconds` a silent watch is given before it counts as stalled:
 /// kube-rs's own margin.
 pub const STALL_MARGIN: Duration = Duration::from_secs(5);
-
-/// An Event type of one of the two APIs.
-pub trait EventObject:
-    kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + Debug
-    + DeserializeOwned
-    + Send
-    + 'static
-{
-    fn normalise(self, observed: Timestamp) -> Event;
-}
-
-impl EventObject for core::Event {
-    fn normalise(self, observed: Timestamp) -> Event {
-        Event::from_core(self, observed)
-    }
-}
-
-impl EventObject for events::Event {
-    fn normalise(self, observed: Timestamp) -> Event {
-        Event::from_events_v1(self, observed)
-    }
-}
 
 /// Watches Events through the Kubernetes API.
 pub struct KubeSource {
@@ -116,47 +92,37 @@ impl KubeSource {
         };
         let mut streams = JoinSet::new();
         for namespace in scopes {
-            let name = namespace.as_ref().map_or_else(
-                || "all namespaces".to_owned(),
-                |ns| format!("namespace {ns}"),
-            );
-            match self.api {
-                EventsApi::CoreV1 => {
-                    let api = scoped_api::<core::Event>(&self.client, namespace.as_deref());
-                    streams.spawn(self.stream(name, api).run(shutdown.clone()));
-                }
-                EventsApi::EventsV1 => {
-                    let api = scoped_api::<events::Event>(&self.client, namespace.as_deref());
-                    streams.spawn(self.stream(name, api).run(shutdown.clone()));
-                }
-            }
+            let (shape, url_path) = match self.api {
+                EventsApi::CoreV1 => (
+                    Shape::CoreV1,
+                    core::Event::url_path(&(), namespace.as_deref()),
+                ),
+                EventsApi::EventsV1 => (
+                    Shape::EventsV1,
+                    events::Event::url_path(&(), namespace.as_deref()),
+                ),
+            };
+            let name = stream_name(namespace.as_deref());
+            let stream = WatchStream {
+                resume: self.resume.get(&name).cloned(),
+                name: name.into(),
+                client: self.client.clone(),
+                request: Request::new(url_path),
+                shape,
+                watch_timeout: self.watch_timeout,
+                tx: self.tx.clone(),
+                metrics: self.metrics.clone(),
+                health: self.health.clone(),
+                backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
+                synced: false,
+                failing: false,
+            };
+            streams.spawn(stream.run(shutdown.clone()));
         }
         while let Some(res) = streams.join_next().await {
             res?;
         }
         Ok(())
-    }
-
-    fn stream<K: EventObject>(&self, name: String, api: Api<K>) -> WatchStream<K> {
-        WatchStream {
-            resume: self.resume.get(&name).cloned(),
-            name: name.into(),
-            api,
-            watch_timeout: self.watch_timeout,
-            tx: self.tx.clone(),
-            metrics: self.metrics.clone(),
-            health: self.health.clone(),
-            backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
-            synced: false,
-            failing: false,
-        }
-    }
-}
-
-fn scoped_api<K: EventObject>(client: &Client, namespace: Option<&str>) -> Api<K> {
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
     }
 }
 
@@ -167,6 +133,10 @@ enum StreamError {
     Expired,
     #[error("request failed: {0}")]
     RequestFailed(#[source] kube::Error),
+    #[error("reading the watch stream failed: {0}")]
+    ReadFailed(#[source] std::io::Error),
+    #[error("list page is not a valid list: {0}")]
+    BadList(#[source] serde_json::Error),
     #[error("watch stream silent for {0:?}")]
     Stalled(Duration),
     #[error("API server sent an error: {0}")]
@@ -183,11 +153,14 @@ fn classify(e: kube::Error) -> StreamError {
 }
 
 /// One list-then-watch loop over one scope.
-struct WatchStream<K: EventObject> {
+struct WatchStream {
     name: Arc<str>,
     /// Where to start instead of a list: the checkpoint of a previous run.
     resume: Option<String>,
-    api: Api<K>,
+    client: Client,
+    /// The Events URL of the stream's API and scope.
+    request: Request,
+    shape: Shape,
     watch_timeout: Duration,
     tx: mpsc::Sender<SourceMsg>,
     metrics: Arc<Metrics>,
@@ -198,7 +171,7 @@ struct WatchStream<K: EventObject> {
     failing: bool,
 }
 
-impl<K: EventObject> WatchStream<K> {
+impl WatchStream {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut resource_version = self.resume.take();
         if let Some(rv) = &resource_version {
@@ -247,26 +220,38 @@ impl<K: EventObject> WatchStream<K> {
     async fn list(&mut self) -> Result<String, StreamError> {
         let mut params = ListParams::default().limit(LIST_PAGE_SIZE);
         loop {
-            let page = self.api.list(&params).await.map_err(classify)?;
+            let request = self
+                .request
+                .list(&params)
+                .map_err(|e| StreamError::RequestFailed(kube::Error::BuildRequest(e)))?;
+            let text = self.client.request_text(request).await.map_err(classify)?;
+            let page = wire::list_page(&text, self.shape, Timestamp::now())
+                .map_err(StreamError::BadList)?;
+            drop(text);
             self.set_failing(false);
-            let observed = Timestamp::now();
             for item in page.items {
-                self.send(SourceMsg::Applied(Box::new(item.normalise(observed))))
-                    .await?;
+                match item {
+                    Ok(event) => self.send(SourceMsg::Applied(Box::new(event))).await?,
+                    Err(e) => self.skip_undecodable(&e),
+                }
             }
-            if let Some(token) = page.metadata.continue_.filter(|c| !c.is_empty()) {
+            if let Some(token) = page.continue_ {
                 params = params.continue_token(&token);
                 continue;
             }
-            let rv = page.metadata.resource_version.unwrap_or_default();
-            self.checkpoint(&rv).await?;
+            self.checkpoint(&page.resource_version).await?;
             if !self.synced {
                 self.synced = true;
                 self.send(SourceMsg::Synced).await?;
                 info!(stream = %self.name, "Initial list done.");
             }
-            return Ok(rv);
+            return Ok(page.resource_version);
         }
+    }
+
+    fn skip_undecodable(&self, e: &serde_json::Error) {
+        self.metrics.decode_errors.inc();
+        warn!(stream = %self.name, error = %e, "Skipped an undecodable Event.");
     }
 
     /// Watches from `resource_version`, advancing it with every event and bookmark. Returns
@@ -275,58 +260,75 @@ impl<K: EventObject> WatchStream<K> {
         let rv = resource_version.clone().unwrap_or_default();
         let timeout_secs = u32::try_from(self.watch_timeout.as_secs()).unwrap_or(u32::MAX);
         let params = WatchParams::default().timeout(timeout_secs); // bookmarks are on by default
-        let stream = self.api.watch(&params, &rv).await.map_err(classify)?;
+        let mut request = self
+            .request
+            .watch(&params, &rv)
+            .map_err(|e| StreamError::RequestFailed(kube::Error::BuildRequest(e)))?;
+        // As kube-rs does for watches: one gzip member per event is more than its decoder takes.
+        request.headers_mut().insert(
+            http::header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+        let mut stream = self
+            .client
+            .request_stream(request)
+            .await
+            .map_err(classify)?;
         self.set_failing(false);
         if !self.synced {
             // Resumed from a checkpoint: no list to wait for.
             self.synced = true;
             self.send(SourceMsg::Synced).await?;
         }
-        let mut stream = stream.boxed();
         // The server closes the stream after timeoutSeconds; silence beyond that is a stall.
         let stall_after = self.watch_timeout + STALL_MARGIN;
+        let mut line = Vec::with_capacity(4096);
         loop {
-            let item = tokio::time::timeout(stall_after, stream.try_next())
+            line.clear();
+            let read = tokio::time::timeout(stall_after, stream.read_until(b'\n', &mut line))
                 .await
-                .map_err(|_| StreamError::Stalled(stall_after))?;
-            let event = match item {
-                Ok(Some(event)) => event,
-                Ok(None) => return Ok(()),
-                Err(kube::Error::SerdeError(e)) => {
-                    self.metrics.decode_errors.inc();
-                    warn!(stream = %self.name, error = %e, "Skipped an undecodable watch event.");
+                .map_err(|_| StreamError::Stalled(stall_after))?
+                .map_err(StreamError::ReadFailed)?;
+            if read == 0 {
+                return Ok(());
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let item = match wire::watch_line(&line, self.shape, Timestamp::now()) {
+                Ok(item) => item,
+                Err(e) => {
+                    self.skip_undecodable(&e);
                     continue;
                 }
-                Err(e) => return Err(classify(e)),
             };
             let counters = &self.metrics.watch_events;
-            match &event {
-                WatchEvent::Added(_) => counters.added.inc(),
-                WatchEvent::Modified(_) => counters.modified.inc(),
-                _ => 0,
+            match &item {
+                WatchItem::Added(_) => counters.added.inc(),
+                WatchItem::Modified(_) => counters.modified.inc(),
+                WatchItem::Deleted(_) => counters.deleted.inc(),
+                WatchItem::Bookmark { .. } => counters.bookmark.inc(),
+                WatchItem::Error { .. } => counters.error.inc(),
             };
-            match event {
-                WatchEvent::Added(obj) | WatchEvent::Modified(obj) => {
-                    resource_version.clone_from(&obj.meta().resource_version);
-                    let ev = obj.normalise(Timestamp::now());
-                    self.send(SourceMsg::Applied(Box::new(ev))).await?;
+            match item {
+                WatchItem::Added(event) | WatchItem::Modified(event) => {
+                    *resource_version = Some(event.resource_version.clone());
+                    self.send(SourceMsg::Applied(Box::new(event))).await?;
                 }
-                WatchEvent::Deleted(obj) => {
-                    counters.deleted.inc();
-                    resource_version.clone_from(&obj.meta().resource_version);
-                    let uid = obj.normalise(Timestamp::now()).uid;
-                    self.send(SourceMsg::Deleted { uid }).await?;
+                WatchItem::Deleted(event) => {
+                    *resource_version = Some(event.resource_version);
+                    self.send(SourceMsg::Deleted { uid: event.uid }).await?;
                 }
-                WatchEvent::Bookmark(bookmark) => {
-                    counters.bookmark.inc();
-                    *resource_version = Some(bookmark.metadata.resource_version);
+                WatchItem::Bookmark {
+                    resource_version: rv,
+                } => {
+                    *resource_version = Some(rv);
                 }
-                WatchEvent::Error(status) => {
-                    counters.error.inc();
-                    return Err(if status.code == 410 {
+                WatchItem::Error { code, message } => {
+                    return Err(if code == 410 {
                         StreamError::Expired
                     } else {
-                        StreamError::ErrorEvent(format!("{} {}", status.code, status.message))
+                        StreamError::ErrorEvent(format!("{code} {message}"))
                     });
                 }
             }

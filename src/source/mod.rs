@@ -3,6 +3,7 @@
 
 pub mod kube;
 pub mod replay;
+pub mod wire;
 
 use std::sync::Arc;
 

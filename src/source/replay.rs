@@ -5,7 +5,7 @@
 use std::{path::PathBuf, sync::Arc};
 
 use jiff::Timestamp;
-use k8s_openapi::api::{core::v1 as core, events::v1 as events};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufRead, AsyncBufReadExt, BufReader},
@@ -14,7 +14,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::SourceMsg;
+use super::{
+    SourceMsg,
+    wire::{RawEvent, Shape},
+};
 use crate::{event::Event, metrics::Metrics};
 
 /// Why a record was skipped.
@@ -177,7 +180,7 @@ fn decode_value(mut value: Value, observed: Timestamp) -> Vec<Result<Record, Dec
     if let Some(Value::Array(items)) = value.get_mut("items").map(Value::take) {
         return items
             .into_iter()
-            .map(|item| decode_object(item, observed).map(|e| applied(e, None)))
+            .map(|item| decode_object(&item, observed).map(|e| applied(e, None)))
             .collect();
     }
     let watch_type = value
@@ -190,11 +193,11 @@ fn decode_value(mut value: Value, observed: Timestamp) -> Vec<Result<Record, Dec
                 .find(|k| *k == t)
         });
     let record = match watch_type {
-        None => decode_object(value, observed).map(|e| applied(e, None)),
+        None => decode_object(&value, observed).map(|e| applied(e, None)),
         Some(kind @ ("BOOKMARK" | "ERROR")) => Ok(Record::Other(kind)),
         Some(kind) => {
             let object = value.get_mut("object").map(Value::take).unwrap_or_default();
-            decode_object(object, observed).map(|e| {
+            decode_object(&object, observed).map(|e| {
                 if kind == "DELETED" {
                     Record::Deleted { uid: e.uid }
                 } else {
@@ -214,7 +217,7 @@ fn applied(event: Event, watch_type: Option<&'static str>) -> Record {
 }
 
 /// An Event object in either API shape; the shape follows `apiVersion`, or the fields present.
-fn decode_object(value: Value, observed: Timestamp) -> Result<Event, DecodeError> {
+fn decode_object(value: &Value, observed: Timestamp) -> Result<Event, DecodeError> {
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("Event");
     if kind != "Event" {
         return Err(DecodeError::NotAnEvent(kind.to_owned()));
@@ -233,18 +236,14 @@ fn decode_object(value: Value, observed: Timestamp) -> Result<Event, DecodeError
         Some(v) => v.starts_with("events.k8s.io/"),
         None => value.get("regarding").is_some() || value.get("note").is_some(),
     };
-    if events_v1 {
-        serde_json::from_value::<events::Event>(value)
-            .map(|e| Event::from_events_v1(e, observed))
-            .map_err(|source| DecodeError::InvalidEvent {
-                api: "events.k8s.io/v1",
-                source,
-            })
+    let (shape, api) = if events_v1 {
+        (Shape::EventsV1, "events.k8s.io/v1")
     } else {
-        serde_json::from_value::<core::Event>(value)
-            .map(|e| Event::from_core(e, observed))
-            .map_err(|source| DecodeError::InvalidEvent { api: "v1", source })
-    }
+        (Shape::CoreV1, "v1")
+    };
+    RawEvent::deserialize(value)
+        .map(|e| e.into_event(shape, observed))
+        .map_err(|source| DecodeError::InvalidEvent { api, source })
 }
 
 /// A top-level piece of input.
