@@ -29,7 +29,10 @@ use kube_event_exporter::{
     event::Event,
     health::Health,
     metrics::Metrics,
-    pipeline::{Consumers, Pipeline, ledger::Ledger},
+    pipeline::{
+        Consumers, Pipeline,
+        ledger::{Ledger, uid_key},
+    },
     rules::Rules,
     source::{
         SourceMsg,
@@ -447,19 +450,13 @@ fn archive_queries() -> BTreeMap<&'static str, f64> {
             batch.ledger.insert(
                 j,
                 LedgerEntry {
-                    uid: e.uid.clone(),
+                    key: uid_key(&e.uid),
                     count: e.count,
                     touched: 0,
                     archived: at,
                 },
             );
-            batch.records.insert(
-                j,
-                RecordWrite {
-                    event: e,
-                    replaces: None,
-                },
-            );
+            batch.records.insert(j, RecordWrite::new(&e, None));
             batch.next_seq = j + 1;
         }
         archive.commit(&batch).expect("commit");

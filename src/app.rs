@@ -343,7 +343,7 @@ fn restore_ledger(
     let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
     for (seq, entry) in entries {
         let age = Duration::from_secs(now_secs.saturating_sub(entry.touched));
-        if !ledger.restore(seq, entry.uid, entry.count, entry.archived, age, now) {
+        if !ledger.restore(seq, entry.key, entry.count, entry.archived, age, now) {
             sink.forget(seq);
         }
     }

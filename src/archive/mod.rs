@@ -17,9 +17,9 @@ use std::{
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::event::Event;
-use record::micros;
 use schema::{
-    BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, LEDGER, META, RECORDS, object_key,
+    BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, IndexKeys, LEDGER, META, RECORDS,
+    SCHEMA_VERSION,
 };
 
 /// Why an archive operation failed. All are internal failures (a 5xx, an error metric).
@@ -41,6 +41,10 @@ pub enum ArchiveError {
     CommitFailed(#[from] redb::CommitError),
     #[error(transparent)]
     Corrupt(#[from] record::CorruptRecord),
+    #[error(
+        "the archive {path} has layout version {found}, this exporter writes {SCHEMA_VERSION}: move it away (or choose another --archive-path) to start a new one"
+    )]
+    OtherSchema { path: PathBuf, found: u64 },
     #[error("archive task failed: {0}")]
     TaskFailed(#[from] tokio::task::JoinError),
 }
@@ -52,7 +56,7 @@ impl ArchiveError {
             Self::OpenFailed { .. } => "open",
             Self::TransactionFailed(_) | Self::TableFailed(_) | Self::StorageFailed(_) => "storage",
             Self::CommitFailed(_) => "commit",
-            Self::Corrupt(_) => "corrupt",
+            Self::Corrupt(_) | Self::OtherSchema { .. } => "corrupt",
             Self::TaskFailed(_) => "task",
         }
     }
@@ -65,10 +69,11 @@ pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 /// under a millisecond), and cold pages come from the kernel's page cache.
 const CACHE_BYTES: usize = 16 << 20;
 
-/// One ledger entry as stored: the event, the last count seen, when, and where its record is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One ledger entry as stored: the event's uid key, the last count seen, when, and where its
+/// record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LedgerEntry {
-    pub uid: String,
+    pub key: u128,
     pub count: u64,
     /// Unix seconds of the last sighting.
     pub touched: u64,
@@ -77,13 +82,27 @@ pub struct LedgerEntry {
     pub archived: Option<u64>,
 }
 
-/// A record to write: the event, and the last occurrence (µs) of the version it replaces, if
-/// any. An event's namespace, involved object and reason never change, so that is all it takes
-/// to find the old index entries: an update needs no read.
+/// A record to write, encoded (so a pending batch holds a few hundred bytes per record), with
+/// its index keys and the last occurrence (µs) of the version it replaces, if any. An event's
+/// namespace, involved object and reason never change, so that is all it takes to find the old
+/// index entries: an update needs no read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordWrite {
-    pub event: Event,
+    pub record: Vec<u8>,
+    pub keys: IndexKeys,
     pub replaces: Option<u64>,
+}
+
+impl RecordWrite {
+    pub fn new(event: &Event, replaces: Option<u64>) -> Self {
+        let mut record = Vec::new();
+        record::encode(event, &mut record);
+        Self {
+            record,
+            keys: IndexKeys::of(event),
+            replaces,
+        }
+    }
 }
 
 /// What one batch asks the archive to do, in one transaction. Keys are event seqs.
@@ -137,6 +156,24 @@ impl Archive {
             .create(path)
             .map_err(open_failed)?;
         let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("schema")?.map(|v| v.value());
+            // A file without a version is new, or of the first layout if it has records.
+            let found = found.or_else(|| meta.get("next_seq").ok().flatten().map(|_| 1));
+            match found {
+                Some(SCHEMA_VERSION) => {}
+                None => {
+                    meta.insert("schema", SCHEMA_VERSION)?;
+                }
+                Some(found) => {
+                    return Err(ArchiveError::OtherSchema {
+                        path: path.to_owned(),
+                        found,
+                    });
+                }
+            }
+        }
         txn.open_table(RECORDS)?;
         txn.open_table(BY_TIME)?;
         txn.open_table(BY_NAMESPACE)?;
@@ -144,7 +181,6 @@ impl Archive {
         txn.open_table(BY_REASON)?;
         txn.open_table(LEDGER)?;
         txn.open_table(CHECKPOINTS)?;
-        txn.open_table(META)?;
         txn.commit()?;
         Ok(Self {
             db: Arc::new(db),
@@ -162,13 +198,13 @@ impl Archive {
         let mut restored = Restored::default();
         for row in txn.open_table(LEDGER)?.iter()? {
             let (seq, value) = row?;
-            let (uid, count, touched, archived_at) = value.value();
+            let (key, count, touched, archived_at) = value.value();
             // 0 is "not archived"; stored times are at least 1 µs.
             let archived = (archived_at != 0).then_some(archived_at);
             restored.ledger.push((
                 seq.value(),
                 LedgerEntry {
-                    uid: uid.to_owned(),
+                    key,
                     count,
                     touched,
                     archived,
@@ -269,9 +305,9 @@ impl Archive {
 struct Tables<'t> {
     records: redb::Table<'t, u64, &'static [u8]>,
     by_time: redb::Table<'t, (u64, u64), ()>,
-    by_ns: redb::Table<'t, (&'static str, u64, u64), ()>,
+    by_ns: redb::Table<'t, (u64, u64, u64), ()>,
     by_object: redb::Table<'t, (u64, u64, u64), ()>,
-    by_reason: redb::Table<'t, (&'static str, u64, u64), ()>,
+    by_reason: redb::Table<'t, (u64, u64, u64), ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -285,36 +321,22 @@ impl<'t> Tables<'t> {
         })
     }
 
-    fn index(&mut self, seq: u64, e: &Event) -> Result<()> {
-        let t = micros(e.last_seen);
+    fn index(&mut self, seq: u64, k: &IndexKeys) -> Result<()> {
+        let t = k.last_seen;
         self.by_time.insert((t, seq), ())?;
-        self.by_ns.insert((e.namespace.as_str(), t, seq), ())?;
-        self.by_object.insert(
-            (
-                object_key(&e.namespace, &e.regarding.kind, &e.regarding.name),
-                t,
-                seq,
-            ),
-            (),
-        )?;
-        self.by_reason.insert((e.reason.as_str(), t, seq), ())?;
+        self.by_ns.insert((k.namespace, t, seq), ())?;
+        self.by_object.insert((k.object, t, seq), ())?;
+        self.by_reason.insert((k.reason, t, seq), ())?;
         Ok(())
     }
 
-    fn unindex(&mut self, seq: u64, e: &Event) -> Result<()> {
-        self.unindex_at(seq, e, micros(e.last_seen))
-    }
-
-    /// Removes the index entries of `e` as it was indexed at last occurrence `t`.
-    fn unindex_at(&mut self, seq: u64, e: &Event, t: u64) -> Result<()> {
+    /// Removes the index entries of a record with keys `k` as it was indexed at last
+    /// occurrence `t`.
+    fn unindex_at(&mut self, seq: u64, k: &IndexKeys, t: u64) -> Result<()> {
         self.by_time.remove((t, seq))?;
-        self.by_ns.remove((e.namespace.as_str(), t, seq))?;
-        self.by_object.remove((
-            object_key(&e.namespace, &e.regarding.kind, &e.regarding.name),
-            t,
-            seq,
-        ))?;
-        self.by_reason.remove((e.reason.as_str(), t, seq))?;
+        self.by_ns.remove((k.namespace, t, seq))?;
+        self.by_object.remove((k.object, t, seq))?;
+        self.by_reason.remove((k.reason, t, seq))?;
         Ok(())
     }
 
@@ -326,25 +348,23 @@ impl<'t> Tables<'t> {
 
 fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
     let mut tables = Tables::open(txn)?;
-    let mut buf = Vec::with_capacity(1024);
     // In seq order: appends at the end of the record table.
     let mut seqs: Vec<&u64> = batch.records.keys().collect();
     seqs.sort_unstable();
     for &seq in seqs {
         let write = &batch.records[&seq];
         if let Some(t) = write.replaces {
-            tables.unindex_at(seq, &write.event, t)?;
+            tables.unindex_at(seq, &write.keys, t)?;
         }
-        record::encode(&write.event, &mut buf);
-        tables.records.insert(seq, buf.as_slice())?;
-        tables.index(seq, &write.event)?;
+        tables.records.insert(seq, write.record.as_slice())?;
+        tables.index(seq, &write.keys)?;
     }
     let mut ledger = txn.open_table(LEDGER)?;
     for (seq, e) in &batch.ledger {
         ledger.insert(
             *seq,
             (
-                e.uid.as_str(),
+                e.key,
                 e.count,
                 e.touched,
                 e.archived.map_or(0, |t| t.max(1)),
@@ -370,7 +390,8 @@ fn delete_records(txn: &WriteTransaction, seqs: &[u64]) -> Result<()> {
     let mut tables = Tables::open(txn)?;
     for &seq in seqs {
         if let Some(old) = tables.stored(seq)? {
-            tables.unindex(seq, &old)?;
+            let keys = IndexKeys::of(&old);
+            tables.unindex_at(seq, &keys, keys.last_seen)?;
             tables.records.remove(seq)?;
         }
     }

@@ -8,7 +8,7 @@ use redb::ReadableDatabase;
 use super::{
     Archive, Result,
     record::{self, micros},
-    schema::{BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, RECORDS, object_key},
+    schema::{BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, RECORDS, name_key, object_key},
 };
 use crate::{config::parse_duration, event::Event};
 
@@ -239,40 +239,24 @@ impl Archive {
             return Ok(Page::default());
         }
         // Candidates as (last_seen, seq), newest first, from the most selective index.
+        let keyed = match (&q.namespace, &q.kind, &q.name, &q.reason) {
+            (Some(ns), Some(kind), Some(name), _) => Some((BY_OBJECT, object_key(ns, kind, name))),
+            (Some(ns), ..) => Some((BY_NAMESPACE, name_key(ns))),
+            (None, _, _, Some(reason)) => Some((BY_REASON, name_key(reason))),
+            _ => None,
+        };
         let candidates: Box<dyn Iterator<Item = Result<(u64, u64)>>> =
-            match (&q.namespace, &q.kind, &q.name, &q.reason) {
-                (Some(ns), Some(kind), Some(name), _) => {
-                    let t = txn.open_table(BY_OBJECT)?;
-                    let key = object_key(ns, kind, name);
-                    let range = t.range((key, since, 0)..=(key, top, top_seq))?;
-                    Box::new(range.rev().map(|r| {
-                        let (_, ts, seq) = r?.0.value();
-                        Ok((ts, seq))
-                    }))
-                }
-                (Some(ns), ..) => {
-                    let t = txn.open_table(BY_NAMESPACE)?;
-                    let ns = ns.as_str();
-                    let range = t.range((ns, since, 0)..=(ns, top, top_seq))?;
-                    Box::new(range.rev().map(|r| {
-                        let (_, ts, seq) = r?.0.value();
-                        Ok((ts, seq))
-                    }))
-                }
-                (None, _, _, Some(reason)) => {
-                    let t = txn.open_table(BY_REASON)?;
-                    let reason = reason.as_str();
-                    let range = t.range((reason, since, 0)..=(reason, top, top_seq))?;
-                    Box::new(range.rev().map(|r| {
-                        let (_, ts, seq) = r?.0.value();
-                        Ok((ts, seq))
-                    }))
-                }
-                _ => {
-                    let t = txn.open_table(BY_TIME)?;
-                    let range = t.range((since, 0)..=(top, top_seq))?;
-                    Box::new(range.rev().map(|r| Ok(r?.0.value())))
-                }
+            if let Some((index, key)) = keyed {
+                let t = txn.open_table(index)?;
+                let range = t.range((key, since, 0)..=(key, top, top_seq))?;
+                Box::new(range.rev().map(|r| {
+                    let (_, ts, seq) = r?.0.value();
+                    Ok((ts, seq))
+                }))
+            } else {
+                let t = txn.open_table(BY_TIME)?;
+                let range = t.range((since, 0)..=(top, top_seq))?;
+                Box::new(range.rev().map(|r| Ok(r?.0.value())))
             };
         let mut page = Page::default();
         for (scanned, candidate) in candidates.enumerate() {

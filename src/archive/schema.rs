@@ -1,9 +1,16 @@
 //! The redb tables. Every event gets a sequence number (`seq`) when first seen, so the record
 //! and ledger tables grow at their end instead of at random uid positions: a commit touches few
 //! pages. Every index ends in `(last_seen, seq)`, so a filter on its prefix reads newest-first
-//! in key order and a page touches about `limit` rows.
+//! in key order and a page touches about `limit` rows. Index keys are fixed-width (strings
+//! enter as 64-bit hashes): cheap to compare, and a record's keys never change but for its time.
 
 use redb::TableDefinition;
+
+use super::record::micros;
+use crate::event::Event;
+
+/// The layout version, in [`META`]; a file of another layout is refused at open.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// seq → the record ([`super::record`] encoding, uid included).
 pub const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
@@ -11,37 +18,68 @@ pub const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records")
 /// (last_seen µs, seq): every record by time; retention deletes from the old end.
 pub const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
 
-/// (namespace, last_seen µs, seq).
-pub const BY_NAMESPACE: TableDefinition<(&str, u64, u64), ()> =
-    TableDefinition::new("by_namespace");
+/// (hash of namespace, last_seen µs, seq). Queries re-check the record, so a hash collision
+/// costs a row read, never a wrong answer (as for the two indexes below).
+pub const BY_NAMESPACE: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("by_namespace");
 
 /// (hash of namespace/kind/name, last_seen µs, seq): the involved object's history. A fixed-size
 /// key keeps this index, the one with random insert positions, small; queries re-check the
 /// record, so a hash collision costs a row read, never a wrong answer.
 pub const BY_OBJECT: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("by_object");
 
-/// (reason, last_seen µs, seq).
-pub const BY_REASON: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("by_reason");
+/// (hash of reason, last_seen µs, seq).
+pub const BY_REASON: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("by_reason");
 
-/// The occurrence ledger: seq → (uid, last seen count, last sighting in unix seconds, the last
+/// The occurrence ledger: seq → (uid key (see [`crate::pipeline::ledger::uid_key`]), last seen count, last sighting in unix seconds, the last
 /// occurrence in µs its record is indexed under or 0 when not archived). Committed with the
 /// records it describes, so a restart neither recounts nor loses.
-pub const LEDGER: TableDefinition<u64, (&str, u64, u64, u64)> = TableDefinition::new("ledger");
+pub const LEDGER: TableDefinition<u64, (u128, u64, u64, u64)> = TableDefinition::new("ledger");
 
 /// Watch stream → the resourceVersion to resume from.
 pub const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
 
-/// Counters: `next_seq`.
+/// `schema` (the layout version) and `next_seq`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// The involved object's key in [`BY_OBJECT`]: FNV-1a over namespace, kind and name, stable
-/// across versions and processes (unlike `std`'s randomly keyed hasher).
-pub fn object_key(namespace: &str, kind: &str, name: &str) -> u64 {
+/// FNV-1a over `parts`, each ended by a byte no UTF-8 string has: stable across versions and
+/// processes (unlike `std`'s randomly keyed hasher).
+fn fnv(parts: &[&str]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325_u64;
-    for part in [namespace, kind, name] {
+    for part in parts {
         for b in part.bytes().chain([0xff]) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
     h
+}
+
+/// The involved object's key in [`BY_OBJECT`].
+pub fn object_key(namespace: &str, kind: &str, name: &str) -> u64 {
+    fnv(&[namespace, kind, name])
+}
+
+/// A namespace's or reason's key in [`BY_NAMESPACE`] / [`BY_REASON`].
+pub fn name_key(s: &str) -> u64 {
+    fnv(&[s])
+}
+
+/// Where one version of a record is indexed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexKeys {
+    pub namespace: u64,
+    pub object: u64,
+    pub reason: u64,
+    /// The last occurrence, µs.
+    pub last_seen: u64,
+}
+
+impl IndexKeys {
+    pub fn of(e: &Event) -> Self {
+        Self {
+            namespace: name_key(&e.namespace),
+            object: object_key(&e.namespace, &e.regarding.kind, &e.regarding.name),
+            reason: name_key(&e.reason),
+            last_seen: micros(e.last_seen),
+        }
+    }
 }

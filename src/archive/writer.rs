@@ -5,6 +5,7 @@
 //! retention and size-cap sweeps.
 
 use std::{
+    collections::hash_map::Entry,
     mem,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -60,13 +61,15 @@ pub struct ArchiveSink {
 }
 
 impl ArchiveSink {
-    /// Queues `event` (and its ledger entry) under its `seq` for the next commit. `archived` is
+    /// Queues `event` (and its ledger entry, under uid key `key`) under its `seq` for the next
+    /// commit. `archived` is
     /// the last occurrence its record is indexed under, if it is archived; a new record must
     /// pass the rate limits. Returns where the record is (or will be) indexed. The ledger entry
     /// is always queued, so a dropped record is still never counted twice.
     pub fn write(
         &self,
         seq: u64,
+        key: u128,
         event: &Event,
         archived: Option<u64>,
         touched: u64,
@@ -79,28 +82,33 @@ impl ArchiveSink {
                     false
                 }
             };
-        let mut batch = self.pending.lock();
         let mut archived = archived;
-        if admitted {
-            if let Some(queued) = batch.records.get_mut(&seq) {
+        // Encoded before taking the lock: the writer may be swapping the batch out.
+        let write = admitted.then(|| RecordWrite::new(event, archived));
+        let mut batch = self.pending.lock();
+        if let Some(write) = write {
+            let pending = batch.records.len();
+            match batch.records.entry(seq) {
                 // Coalesced: still replaces what the archive holds, not the queued version.
-                queued.event.clone_from(event);
-                archived = Some(micros(event.last_seen));
-            } else if batch.records.len() < MAX_PENDING {
-                let write = RecordWrite {
-                    event: event.clone(),
-                    replaces: archived,
-                };
-                batch.records.insert(seq, write);
-                archived = Some(micros(event.last_seen));
-            } else {
-                self.metrics.archive.dropped_queue_full.inc();
+                Entry::Occupied(mut queued) => {
+                    let queued = queued.get_mut();
+                    queued.record = write.record;
+                    queued.keys.last_seen = write.keys.last_seen;
+                    archived = Some(write.keys.last_seen);
+                }
+                Entry::Vacant(slot) if pending < MAX_PENDING => {
+                    archived = Some(write.keys.last_seen);
+                    slot.insert(write);
+                }
+                Entry::Vacant(_) => {
+                    self.metrics.archive.dropped_queue_full.inc();
+                }
             }
         }
         batch.ledger.insert(
             seq,
             LedgerEntry {
-                uid: event.uid.clone(),
+                key,
                 count: event.count,
                 touched,
                 archived,

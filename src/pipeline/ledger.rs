@@ -1,20 +1,62 @@
 //! The occurrence ledger: event uid → last seen count, so that every update becomes the number
-//! of new occurrences it stands for.
+//! of new occurrences it stands for. It holds every live event of the cluster, so an entry is
+//! kept small: the uid as 128 bits, times in seconds, 40 bytes in all.
 
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
 };
 
+/// An event's identity in the ledger and the archive: a uid, which the API server makes a UUID,
+/// as its 128 bits; any other uid (a replay file's `<namespace>/<name>`) as its 128-bit FNV-1a
+/// hash.
+pub fn uid_key(uid: &str) -> u128 {
+    parse_uuid(uid).unwrap_or_else(|| {
+        let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+        for b in uid.bytes() {
+            h = (h ^ u128::from(b)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+        }
+        h
+    })
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex digits, any case) as a number.
+fn parse_uuid(s: &str) -> Option<u128> {
+    let b = s.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let mut v: u128 = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        v = (v << 4) | u128::from(char::from(c).to_digit(16)?);
+    }
+    Some(v)
+}
+
+/// The map key: a uid key as two words, so an entry needs 8-byte alignment, not 16.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key(u64, u64);
+
+impl From<u128> for Key {
+    fn from(k: u128) -> Self {
+        Self((k >> 64) as u64, k as u64)
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     /// The event's sequence number: its key in the archive.
     seq: u64,
-    count: u64,
-    touched: Instant,
-    /// The last occurrence (µs) its archive record is indexed under; `None` while it is not
+    /// The last occurrence (µs) its archive record is indexed under; 0 while it is not
     /// archived (it may have been rate limited).
-    archived: Option<u64>,
+    archived: u64,
+    /// Kubernetes counts are 32-bit.
+    count: u32,
+    /// When it was last seen, in [`Ledger::clock`] seconds.
+    touched: u32,
 }
 
 /// What one sighting of an event means.
@@ -26,15 +68,25 @@ pub struct Observation {
     pub archived: Option<u64>,
     /// The event's sequence number, given at its first sighting.
     pub seq: u64,
+    /// The event's uid key.
+    pub key: u128,
 }
 
 /// Remembers the highest count seen per event uid. Bounded: an entry goes when its event is
 /// deleted, or when it has not been seen for `ttl` (a deletion missed during a gap).
 #[derive(Debug)]
 pub struct Ledger {
-    entries: HashMap<String, Entry>,
-    ttl: Duration,
+    entries: HashMap<Key, Entry>,
+    /// In whole seconds (at least one).
+    ttl: u32,
+    /// The clock's zero lies `ttl` before the ledger was made, so every restored entry (last
+    /// seen less than `ttl` ago) has a non-negative time.
+    created: Instant,
     next_seq: u64,
+}
+
+fn secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
 impl Ledger {
@@ -42,47 +94,58 @@ impl Ledger {
     pub fn new(ttl: Duration, next_seq: u64) -> Self {
         Self {
             entries: HashMap::new(),
-            ttl,
+            ttl: secs(ttl).max(1),
+            created: Instant::now(),
             next_seq,
         }
+    }
+
+    /// Seconds on the ledger's clock at `now`.
+    fn clock(&self, now: Instant) -> u32 {
+        secs(now.saturating_duration_since(self.created)).saturating_add(self.ttl)
     }
 
     /// Records that event `uid` has happened `count` times and says how many of those are new
     /// (never a negative: a stale or repeated delivery is zero).
     pub fn observe(&mut self, uid: &str, count: u64, now: Instant) -> Observation {
-        if let Some(entry) = self.entries.get_mut(uid) {
-            entry.touched = now;
+        let key = uid_key(uid);
+        let touched = self.clock(now);
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        if let Some(entry) = self.entries.get_mut(&Key::from(key)) {
+            entry.touched = touched;
             let occurrences = count.saturating_sub(entry.count);
             entry.count = entry.count.max(count);
             Observation {
-                occurrences,
-                archived: entry.archived,
+                occurrences: occurrences.into(),
+                archived: (entry.archived != 0).then_some(entry.archived),
                 seq: entry.seq,
+                key,
             }
         } else {
             let seq = self.next_seq;
             self.next_seq += 1;
             self.entries.insert(
-                uid.to_owned(),
+                Key::from(key),
                 Entry {
                     seq,
                     count,
-                    touched: now,
-                    archived: None,
+                    touched,
+                    archived: 0,
                 },
             );
             Observation {
-                occurrences: count,
+                occurrences: count.into(),
                 archived: None,
                 seq,
+                key,
             }
         }
     }
 
     /// The event's record is (queued to be) indexed under last occurrence `at` µs.
-    pub fn set_archived(&mut self, uid: &str, at: Option<u64>) {
-        if let Some(entry) = self.entries.get_mut(uid) {
-            entry.archived = at;
+    pub fn set_archived(&mut self, key: u128, at: Option<u64>) {
+        if let Some(entry) = self.entries.get_mut(&Key::from(key)) {
+            entry.archived = at.map_or(0, |t| t.max(1));
         }
     }
 
@@ -91,24 +154,23 @@ impl Ledger {
     pub fn restore(
         &mut self,
         seq: u64,
-        uid: String,
+        key: u128,
         count: u64,
         archived: Option<u64>,
         age: Duration,
         now: Instant,
     ) -> bool {
         self.next_seq = self.next_seq.max(seq + 1);
-        if age >= self.ttl {
+        if secs(age) >= self.ttl {
             return false;
         }
-        let touched = now.checked_sub(age).unwrap_or(now);
         self.entries.insert(
-            uid,
+            Key::from(key),
             Entry {
                 seq,
-                count,
-                touched,
-                archived,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                touched: self.clock(now) - secs(age),
+                archived: archived.map_or(0, |t| t.max(1)),
             },
         );
         true
@@ -116,15 +178,15 @@ impl Ledger {
 
     /// The event was deleted (its uid is never reused); returns its seq if it was known.
     pub fn forget(&mut self, uid: &str) -> Option<u64> {
-        self.entries.remove(uid).map(|e| e.seq)
+        self.entries.remove(&Key::from(uid_key(uid))).map(|e| e.seq)
     }
 
     /// Drops entries not seen for the ttl; returns their seqs.
     pub fn sweep(&mut self, now: Instant) -> Vec<u64> {
-        let ttl = self.ttl;
+        let (ttl, now) = (self.ttl, self.clock(now));
         let mut expired = Vec::new();
         self.entries.retain(|_, e| {
-            let keep = now.saturating_duration_since(e.touched) < ttl;
+            let keep = now.saturating_sub(e.touched) < ttl;
             if !keep {
                 expired.push(e.seq);
             }
@@ -192,8 +254,8 @@ mod tests {
     fn restored_entries_keep_counts_and_archived_state() {
         let t = Instant::now();
         let mut l = Ledger::new(Duration::from_secs(60), 0);
-        assert!(l.restore(7, "a".into(), 5, Some(3), Duration::from_secs(10), t));
-        assert!(!l.restore(9, "stale".into(), 5, Some(3), Duration::from_secs(60), t));
+        assert!(l.restore(7, uid_key("a"), 5, Some(3), Duration::from_secs(10), t));
+        assert!(!l.restore(9, uid_key("stale"), 5, Some(3), Duration::from_secs(60), t));
         // Restored as seen 10 s ago: still there 49 s later, gone after 50.
         assert!(l.sweep(t + Duration::from_secs(49)).is_empty());
         assert_eq!(
@@ -201,7 +263,8 @@ mod tests {
             Observation {
                 occurrences: 2,
                 archived: Some(3),
-                seq: 7
+                seq: 7,
+                key: uid_key("a"),
             }
         );
         // New events are numbered after every restored seq, even a stale one.
@@ -210,8 +273,35 @@ mod tests {
             Observation {
                 occurrences: 5,
                 archived: None,
-                seq: 10
+                seq: 10,
+                key: uid_key("stale"),
             }
+        );
+    }
+
+    #[test]
+    fn uuids_are_their_bits_and_other_uids_hash() {
+        assert_eq!(
+            uid_key("3eb13b90-4668-4257-bdd6-40fb06671ad1"),
+            0x3eb1_3b90_4668_4257_bdd6_40fb_0667_1ad1
+        );
+        assert_eq!(
+            uid_key("3EB13B90-4668-4257-BDD6-40FB06671AD1"),
+            uid_key("3eb13b90-4668-4257-bdd6-40fb06671ad1")
+        );
+        for not_uuid in [
+            "ns/name",
+            "3eb13b90-4668-4257-bdd6-40fb06671adz",
+            "3eb13b90+4668-4257-bdd6-40fb06671ad1",
+            "",
+        ] {
+            assert_eq!(parse_uuid(not_uuid), None, "{not_uuid}");
+        }
+        assert_ne!(uid_key("ns/a"), uid_key("ns/b"));
+        assert_eq!(
+            uid_key("ns/a"),
+            uid_key("ns/a"),
+            "stable: the archive stores it"
         );
     }
 }

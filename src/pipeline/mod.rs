@@ -132,9 +132,11 @@ impl Pipeline {
             .get_or_create(&EventLabels::of(event))
             .inc_by(seen.occurrences);
         let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
-        let archived = self.archive.write(seen.seq, event, seen.archived, now_secs);
+        let archived = self
+            .archive
+            .write(seen.seq, seen.key, event, seen.archived, now_secs);
         if archived != seen.archived {
-            self.ledger.set_archived(&event.uid, archived);
+            self.ledger.set_archived(seen.key, archived);
         }
         if let Some(alerting) = &self.alerting {
             if decision.alert {

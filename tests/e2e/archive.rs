@@ -16,6 +16,7 @@ use kube_event_exporter::{
     health::Health,
     http::{AppState, router},
     metrics::Metrics,
+    pipeline::ledger::uid_key,
 };
 
 const REASONS: [&str; 8] = [
@@ -86,13 +87,11 @@ fn commit_updates(
         let mut batch = Batch::default();
         for e in chunk {
             let seq: u64 = e.uid.trim_start_matches("uid-").parse().expect("uid-<seq>");
-            let write = RecordWrite {
-                event: e.clone(),
-                replaces: replaces(e).map(micros),
-            };
-            batch.records.insert(seq, write);
+            batch
+                .records
+                .insert(seq, RecordWrite::new(e, replaces(e).map(micros)));
             let entry = LedgerEntry {
-                uid: e.uid.clone(),
+                key: uid_key(&e.uid),
                 count: e.count,
                 touched: 0,
                 archived: Some(micros(e.last_seen)),
@@ -303,6 +302,47 @@ fn the_size_cap_evicts_the_oldest_first() {
     // The newest survive, the oldest went.
     assert!(archive.get(59999).expect("get").is_some());
     assert!(archive.get(0).expect("get").is_none());
+}
+
+#[test]
+fn an_archive_of_another_layout_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.redb");
+    let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    {
+        // The first layout: no version, a next_seq, a ledger keyed by uid strings.
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(meta)
+            .expect("meta")
+            .insert("next_seq", 7)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let err = Archive::open(&path).err().expect("refused").to_string();
+    assert!(
+        err.contains("layout version 1") && err.contains("move it away"),
+        "{err}"
+    );
+    // Nothing was written to it.
+    let db = redb::Database::open(&path).expect("still a redb file");
+    let txn = redb::ReadableDatabase::begin_read(&db).expect("txn");
+    let table = txn.open_table(meta).expect("meta");
+    assert!(table.get("schema").expect("get").is_none());
+    assert_eq!(
+        table.get("next_seq").expect("get").map(|v| v.value()),
+        Some(7)
+    );
+    // A current archive reopens.
+    let current = dir.path().join("new.redb");
+    commit_all(&Archive::open(&current).expect("open"), &[event(1, base())]);
+    assert_eq!(
+        Archive::open(&current)
+            .expect("reopen")
+            .record_count()
+            .expect("count"),
+        1
+    );
 }
 
 async fn serve(archive: Archive) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
