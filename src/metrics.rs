@@ -31,6 +31,37 @@ impl EventLabels {
     }
 }
 
+/// The `kube_events_total` counters by label values, resolved once: the family's lookup
+/// builds and hashes four owned strings per event, this one a reused buffer.
+#[derive(Debug, Default)]
+pub struct EventCounters {
+    /// Namespace, kind, reason and type joined with NULs → the family's counter.
+    counters: std::collections::HashMap<String, Counter>,
+    key: String,
+}
+
+impl EventCounters {
+    /// The counter of `event`'s labels in `family`.
+    pub fn get(&mut self, family: &Family<EventLabels, Counter>, event: &Event) -> &Counter {
+        self.key.clear();
+        for part in [
+            &event.namespace,
+            &event.regarding.kind,
+            &event.reason,
+            &event.type_,
+        ] {
+            self.key.push_str(part);
+            self.key.push('\0');
+        }
+        // Two lookups instead of `entry`, which would need an owned key on every hit.
+        if !self.counters.contains_key(self.key.as_str()) {
+            let counter = family.get_or_create(&EventLabels::of(event)).clone();
+            self.counters.insert(self.key.clone(), counter);
+        }
+        &self.counters[self.key.as_str()]
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabel {
     r#type: &'static str,

@@ -265,11 +265,11 @@ mod tests {
 
     fn alert(key: u64, count: u64) -> Arc<PostableAlert> {
         Arc::new(PostableAlert {
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::from([("count".to_owned(), count.to_string())]),
+            labels: Arc::default(),
+            annotations: BTreeMap::from([("count", count.to_string())]),
             starts_at: jiff::Timestamp::UNIX_EPOCH,
             ends_at: jiff::Timestamp::UNIX_EPOCH,
-            generator_url: String::new(),
+            generator_url: Arc::from(""),
             key,
         })
     }

@@ -34,29 +34,21 @@ pub struct AlertSettings {
     pub external_url: String,
 }
 
-/// An alert as Alertmanager's `POST /api/v2/alerts` takes it.
+/// An alert as Alertmanager's `POST /api/v2/alerts` takes it. What stays the same from one
+/// occurrence to the next (labels, `generatorURL`) is shared, not rebuilt.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct PostableAlert {
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+    pub labels: Arc<BTreeMap<String, String>>,
+    pub annotations: BTreeMap<&'static str, String>,
     #[serde(rename = "startsAt")]
     pub starts_at: Timestamp,
     #[serde(rename = "endsAt")]
     pub ends_at: Timestamp,
     #[serde(rename = "generatorURL")]
-    pub generator_url: String,
+    pub generator_url: Arc<str>,
     /// Identity within the exporter: a hash of the labels, for coalescing queued updates.
     #[serde(skip)]
     pub key: u64,
-}
-
-/// One alert per involved object and reason.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct AlertKey {
-    namespace: String,
-    kind: String,
-    name: String,
-    reason: String,
 }
 
 #[derive(Debug)]
@@ -64,11 +56,21 @@ struct Active {
     alert: Arc<PostableAlert>,
     /// The time of the occurrence the annotations describe.
     last_seen: Timestamp,
+    /// What the rules decided for it: the same decision keeps the labels.
+    decision: Decision,
+}
+
+/// The active alerts, one per involved object and reason: keyed by namespace, kind, name and
+/// reason joined with NULs (which names cannot hold), looked up through a reused buffer.
+#[derive(Default)]
+struct ActiveAlerts {
+    alerts: HashMap<String, Active>,
+    key: String,
 }
 
 /// The active alerts and the queues of every Alertmanager.
 pub struct Alerting {
-    active: Mutex<HashMap<AlertKey, Active>>,
+    active: Mutex<ActiveAlerts>,
     queues: Vec<Arc<DeliveryQueue>>,
     settings: AlertSettings,
     metrics: Arc<Metrics>,
@@ -114,29 +116,22 @@ impl Alerting {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            active: Mutex::new(HashMap::new()),
+            active: Mutex::new(ActiveAlerts::default()),
             queues,
             settings,
             metrics,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<AlertKey, Active>> {
+    fn lock(&self) -> MutexGuard<'_, ActiveAlerts> {
         // Every update replaces one map entry whole: a panicked holder leaves it consistent.
         self.active
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Builds the alert for `e` as the latest occurrence of its (object, reason), starting at
-    /// `starts_at`.
-    fn build(
-        &self,
-        e: &Event,
-        d: &Decision,
-        starts_at: Timestamp,
-        ends_at: Timestamp,
-    ) -> PostableAlert {
+    /// The labels and `generatorURL` of the alert for `e`, as decided by `d`.
+    fn identity(&self, e: &Event, d: &Decision) -> (Arc<BTreeMap<String, String>>, Arc<str>) {
         let mut labels = self.settings.static_labels.clone();
         labels.extend(d.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         let identity = [
@@ -151,20 +146,6 @@ impl Alerting {
         for (k, v) in identity {
             labels.insert(k.to_owned(), label_value(v));
         }
-        let object = if e.regarding.name.is_empty() {
-            e.regarding.kind.clone()
-        } else {
-            format!("{} {}/{}", e.regarding.kind, e.namespace, e.regarding.name)
-        };
-        let annotations = BTreeMap::from([
-            ("summary".to_owned(), format!("{object}: {}", e.reason)),
-            ("message".to_owned(), e.message.clone()),
-            ("count".to_owned(), e.count.to_string()),
-            ("first_seen".to_owned(), e.first_seen.to_string()),
-            ("last_seen".to_owned(), e.last_seen.to_string()),
-            ("source".to_owned(), e.source.clone()),
-            ("event_uid".to_owned(), e.uid.clone()),
-        ]);
         let generator_url = format!(
             "{}/api/v1/events?namespace={}&kind={}&name={}",
             self.settings.external_url.trim_end_matches('/'),
@@ -172,14 +153,25 @@ impl Alerting {
             encode_param(&e.regarding.kind),
             encode_param(&e.regarding.name)
         );
-        PostableAlert {
-            key: labels_key(&labels),
-            labels,
-            annotations,
-            starts_at,
-            ends_at,
-            generator_url,
-        }
+        (Arc::new(labels), generator_url.into())
+    }
+
+    /// What the annotations say of `e`, the latest occurrence of its (object, reason).
+    fn annotations(e: &Event) -> BTreeMap<&'static str, String> {
+        let object = if e.regarding.name.is_empty() {
+            e.regarding.kind.clone()
+        } else {
+            format!("{} {}/{}", e.regarding.kind, e.namespace, e.regarding.name)
+        };
+        BTreeMap::from([
+            ("summary", format!("{object}: {}", e.reason)),
+            ("message", e.message.clone()),
+            ("count", e.count.to_string()),
+            ("first_seen", e.first_seen.to_string()),
+            ("last_seen", e.last_seen.to_string()),
+            ("source", e.source.clone()),
+            ("event_uid", e.uid.clone()),
+        ])
     }
 
     /// A new occurrence of `e` that the rules say alerts: create or update its alert and post it
@@ -196,41 +188,56 @@ impl Alerting {
             self.metrics.alerting.skipped_stale.inc();
             return;
         }
-        let key = AlertKey {
-            namespace: e.namespace.clone(),
-            kind: e.regarding.kind.clone(),
-            name: e.regarding.name.clone(),
-            reason: e.reason.clone(),
-        };
-        let mut active = self.lock();
-        let alert = match active.get(&key) {
+        let mut guard = self.lock();
+        let ActiveAlerts { alerts, key } = &mut *guard;
+        key.clear();
+        for part in [
+            &e.namespace,
+            &e.regarding.kind,
+            &e.regarding.name,
+            &e.reason,
+        ] {
+            key.push_str(part);
+            key.push('\0');
+        }
+        let alert = if let Some(old) = alerts.get_mut(key.as_str()) {
+            let mut alert = (*old.alert).clone();
             // Several Event objects can map to one alert: the newest describes it, the
             // earliest starts it.
-            Some(old) if old.last_seen > e.last_seen => {
-                let mut a = (*old.alert).clone();
-                a.starts_at = a.starts_at.min(e.first_seen);
-                a.ends_at = a.ends_at.max(ends_at);
-                a
+            alert.starts_at = alert.starts_at.min(e.first_seen);
+            alert.ends_at = alert.ends_at.max(ends_at);
+            if e.last_seen >= old.last_seen {
+                if *d != old.decision {
+                    (alert.labels, alert.generator_url) = self.identity(e, d);
+                    alert.key = labels_key(&alert.labels);
+                    old.decision = d.clone();
+                }
+                alert.annotations = Self::annotations(e);
+                old.last_seen = e.last_seen;
             }
-            Some(old) => {
-                let starts_at = old.alert.starts_at.min(e.first_seen);
-                self.build(e, d, starts_at, ends_at.max(old.alert.ends_at))
-            }
-            None => self.build(e, d, e.first_seen, ends_at),
-        };
-        let alert = Arc::new(alert);
-        let last_seen = active
-            .get(&key)
-            .map_or(e.last_seen, |old| old.last_seen.max(e.last_seen));
-        active.insert(
-            key,
-            Active {
+            let alert = Arc::new(alert);
+            old.alert = alert.clone();
+            alert
+        } else {
+            let (labels, generator_url) = self.identity(e, d);
+            let alert = Arc::new(PostableAlert {
+                key: labels_key(&labels),
+                labels,
+                annotations: Self::annotations(e),
+                starts_at: e.first_seen,
+                ends_at,
+                generator_url,
+            });
+            let active = Active {
                 alert: alert.clone(),
-                last_seen,
-            },
-        );
-        self.metrics.alerting.active.set(active.len() as i64);
-        drop(active);
+                last_seen: e.last_seen,
+                decision: d.clone(),
+            };
+            alerts.insert(key.clone(), active);
+            alert
+        };
+        self.metrics.alerting.active.set(alerts.len() as i64);
+        drop(guard);
         self.enqueue(&alert);
     }
 
@@ -244,9 +251,10 @@ impl Alerting {
     pub fn resend(&self) {
         let now = Timestamp::now();
         let mut active = self.lock();
-        active.retain(|_, a| a.alert.ends_at > now);
-        self.metrics.alerting.active.set(active.len() as i64);
-        let alerts: Vec<Arc<PostableAlert>> = active.values().map(|a| a.alert.clone()).collect();
+        active.alerts.retain(|_, a| a.alert.ends_at > now);
+        self.metrics.alerting.active.set(active.alerts.len() as i64);
+        let alerts: Vec<Arc<PostableAlert>> =
+            active.alerts.values().map(|a| a.alert.clone()).collect();
         drop(active);
         for alert in &alerts {
             self.enqueue(alert);
@@ -350,7 +358,7 @@ mod tests {
         assert_eq!(alert.starts_at, first);
         assert_eq!(alert.ends_at, now + Duration::from_secs(900));
         assert_eq!(
-            alert.generator_url,
+            &*alert.generator_url,
             "http://kee.example:9102/api/v1/events?namespace=shop&kind=Pod&name=api-1"
         );
     }
@@ -377,6 +385,31 @@ mod tests {
         assert_eq!(alert.starts_at, early);
         assert_eq!(alert.annotations["event_uid"], "new");
         assert_eq!(alert.annotations["count"], "3");
+    }
+
+    #[test]
+    fn updates_share_the_labels_until_the_rules_decide_otherwise() {
+        let queue = Arc::new(DeliveryQueue::new("am", 10, &Metrics::new()));
+        let a = Alerting::new(settings(), vec![queue.clone()], Arc::new(Metrics::new()));
+        let now = Timestamp::now();
+        let first = now - Duration::from_secs(100);
+        let mut critical = decision();
+        critical.severity = Some("critical".into());
+        let mut posted = Vec::new();
+        for (count, last, d) in [
+            (1, first, decision()),
+            (2, now, decision()),
+            (3, now + Duration::from_secs(1), critical),
+        ] {
+            a.occurrence(&ev("u", count, first, last), &d);
+            posted.extend(queue.take_batch(10));
+        }
+        assert_eq!(posted.len(), 3);
+        assert!(Arc::ptr_eq(&posted[0].labels, &posted[1].labels));
+        assert_eq!(posted[1].annotations["count"], "2");
+        assert_eq!(posted[2].labels["severity"], "critical");
+        assert_ne!(posted[2].key, posted[1].key, "a new label set");
+        assert_eq!(posted[2].starts_at, first);
     }
 
     #[test]

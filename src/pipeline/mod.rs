@@ -14,7 +14,7 @@ use crate::{
     archive::writer::ArchiveSink,
     event::Event,
     health::Health,
-    metrics::{EventLabels, Metrics},
+    metrics::{EventCounters, Metrics},
     rules::Rules,
     source::SourceMsg,
 };
@@ -29,6 +29,7 @@ pub struct Pipeline {
     /// Empty: every namespace.
     namespaces: Vec<String>,
     metrics: Arc<Metrics>,
+    counters: EventCounters,
     health: Arc<Health>,
     /// Streams that still have to report their initial list; ready at zero.
     unsynced: usize,
@@ -60,6 +61,7 @@ impl Pipeline {
             ledger,
             namespaces,
             metrics,
+            counters: EventCounters::default(),
             health,
             unsynced: streams,
             archive: consumers.archive,
@@ -127,9 +129,8 @@ impl Pipeline {
             self.metrics.skipped_duplicate.inc();
             return;
         }
-        self.metrics
-            .events
-            .get_or_create(&EventLabels::of(event))
+        self.counters
+            .get(&self.metrics.events, event)
             .inc_by(seen.occurrences);
         let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
         let archived = self
