@@ -87,7 +87,12 @@ impl App {
             Source::Replay(_) => None,
         };
         let archive = Archive::open(&config.archive.path).map_err(StartError::ArchiveRejected)?;
-        let restored = archive.restore().map_err(StartError::ArchiveRejected)?;
+        let since = jiff::Timestamp::now()
+            .checked_sub(config.ledger_ttl)
+            .map_or(0, crate::archive::record::micros);
+        let restored = archive
+            .restore(since)
+            .map_err(StartError::ArchiveRejected)?;
         info!(
             path = %config.archive.path.display(),
             ledger = restored.ledger.len(),

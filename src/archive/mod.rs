@@ -16,7 +16,7 @@ use std::{
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use crate::event::Event;
+use crate::{event::Event, pipeline::ledger::uid_key};
 use schema::{
     BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, IndexKeys, LEDGER, META, RECORDS,
     SCHEMA_VERSION,
@@ -67,10 +67,10 @@ pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 /// redb's page cache. Its default (1 GiB) would let the exporter's memory grow with the archive;
 /// 16 MiB holds the hot pages (recent records, the index tails: queries over 1M records stay
 /// under a millisecond), and cold pages come from the kernel's page cache.
-const CACHE_BYTES: usize = 16 << 20;
+const CACHE_BYTES: usize = 8 << 20;
 
-/// One ledger entry as stored: the event's uid key, the last count seen, when, and where its
-/// record is.
+/// One ledger entry: the event's uid key, the last count seen, when, and where its record is.
+/// Stored in [`schema::LEDGER`] only while the record does not carry it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LedgerEntry {
     pub key: u128,
@@ -192,25 +192,50 @@ impl Archive {
         &self.db
     }
 
-    /// The ledger and checkpoints, for a restart.
-    pub fn restore(&self) -> Result<Restored> {
+    /// The ledger and checkpoints, for a restart. The ledger of an archived event is its
+    /// record: every record last seen at or after `since_us` (µs) comes back as an entry with its
+    /// count, touched at its last occurrence. The [`LEDGER`] table adds the events whose record
+    /// is missing or behind (rate limited, dropped); the higher count wins.
+    pub fn restore(&self, since_us: u64) -> Result<Restored> {
         let txn = self.db.begin_read()?;
-        let mut restored = Restored::default();
+        let mut ledger: HashMap<u64, LedgerEntry> = HashMap::new();
+        let records = txn.open_table(RECORDS)?;
+        for row in txn.open_table(BY_TIME)?.range((since_us, 0)..)? {
+            let (t, seq) = row?.0.value();
+            if let Some(bytes) = records.get(seq)? {
+                let (uid, count) = record::identity(bytes.value())?;
+                let entry = LedgerEntry {
+                    key: uid_key(uid),
+                    count,
+                    touched: t / 1_000_000,
+                    archived: Some(t),
+                };
+                ledger.insert(seq, entry);
+            }
+        }
         for row in txn.open_table(LEDGER)?.iter()? {
             let (seq, value) = row?;
             let (key, count, touched, archived_at) = value.value();
             // 0 is "not archived"; stored times are at least 1 µs.
             let archived = (archived_at != 0).then_some(archived_at);
-            restored.ledger.push((
-                seq.value(),
-                LedgerEntry {
-                    key,
-                    count,
-                    touched,
-                    archived,
-                },
-            ));
+            let stored = LedgerEntry {
+                key,
+                count,
+                touched,
+                archived,
+            };
+            ledger
+                .entry(seq.value())
+                .and_modify(|e| {
+                    e.count = e.count.max(count);
+                    e.touched = e.touched.max(touched);
+                })
+                .or_insert(stored);
         }
+        let mut restored = Restored {
+            ledger: ledger.into_iter().collect(),
+            ..Restored::default()
+        };
         restored.next_seq = txn
             .open_table(META)?
             .get("next_seq")?

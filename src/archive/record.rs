@@ -68,7 +68,7 @@ pub fn encode(e: &Event, buf: &mut Vec<u8>) {
 
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, CorruptRecord> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
@@ -85,15 +85,32 @@ impl Reader<'_> {
         Err(CorruptRecord("varint too long"))
     }
 
-    fn string(&mut self) -> Result<String, CorruptRecord> {
+    fn str(&mut self) -> Result<&'a str, CorruptRecord> {
         let len = usize::try_from(self.varint()?).map_err(|_| CorruptRecord("length overflow"))?;
         if len > self.0.len() {
             return Err(CorruptRecord("truncated string"));
         }
         let (s, rest) = self.0.split_at(len);
         self.0 = rest;
-        String::from_utf8(s.to_vec()).map_err(|_| CorruptRecord("string is not UTF-8"))
+        std::str::from_utf8(s).map_err(|_| CorruptRecord("string is not UTF-8"))
     }
+
+    fn string(&mut self) -> Result<String, CorruptRecord> {
+        self.str().map(str::to_owned)
+    }
+}
+
+/// The uid and count of a record, without decoding the rest.
+pub fn identity(bytes: &[u8]) -> Result<(&str, u64), CorruptRecord> {
+    let (&version, rest) = bytes.split_first().ok_or(CorruptRecord("empty"))?;
+    if version != VERSION {
+        return Err(CorruptRecord("unknown version"));
+    }
+    let mut r = Reader(rest);
+    r.varint()?;
+    r.varint()?;
+    let count = r.varint()?;
+    Ok((r.str()?, count))
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Event, CorruptRecord> {
@@ -169,6 +186,7 @@ mod tests {
         let mut buf = Vec::new();
         encode(&e, &mut buf);
         assert_eq!(decode(&buf).unwrap(), e);
+        assert_eq!(identity(&buf).unwrap(), (e.uid.as_str(), e.count));
         assert!(
             buf.len() < 300,
             "typical record is compact: {} bytes",

@@ -61,11 +61,10 @@ pub struct ArchiveSink {
 }
 
 impl ArchiveSink {
-    /// Queues `event` (and its ledger entry, under uid key `key`) under its `seq` for the next
-    /// commit. `archived` is
-    /// the last occurrence its record is indexed under, if it is archived; a new record must
-    /// pass the rate limits. Returns where the record is (or will be) indexed. The ledger entry
-    /// is always queued, so a dropped record is still never counted twice.
+    /// Queues `event` under its `seq` for the next commit; if its record is not written, its
+    /// ledger entry (uid key `key`) instead. `archived` is the last occurrence its record is
+    /// indexed under, if it is archived; a new record must pass the rate limits. Returns where the record is (or will be) indexed. A dropped record
+    /// still leaves its ledger entry, so it is never counted twice.
     pub fn write(
         &self,
         seq: u64,
@@ -82,38 +81,42 @@ impl ArchiveSink {
                     false
                 }
             };
-        let mut archived = archived;
         // Encoded before taking the lock: the writer may be swapping the batch out.
         let write = admitted.then(|| RecordWrite::new(event, archived));
         let mut batch = self.pending.lock();
+        let mut queued = None;
         if let Some(write) = write {
+            let at = write.keys.last_seen;
             let pending = batch.records.len();
             match batch.records.entry(seq) {
                 // Coalesced: still replaces what the archive holds, not the queued version.
-                Entry::Occupied(mut queued) => {
-                    let queued = queued.get_mut();
-                    queued.record = write.record;
-                    queued.keys.last_seen = write.keys.last_seen;
-                    archived = Some(write.keys.last_seen);
+                Entry::Occupied(mut slot) => {
+                    let slot = slot.get_mut();
+                    slot.record = write.record;
+                    slot.keys.last_seen = at;
+                    queued = Some(at);
                 }
                 Entry::Vacant(slot) if pending < MAX_PENDING => {
-                    archived = Some(write.keys.last_seen);
                     slot.insert(write);
+                    queued = Some(at);
                 }
                 Entry::Vacant(_) => {
                     self.metrics.archive.dropped_queue_full.inc();
                 }
             }
         }
-        batch.ledger.insert(
-            seq,
-            LedgerEntry {
-                key,
-                count: event.count,
-                touched,
-                archived,
-            },
-        );
+        if queued.is_none() {
+            // The record does not carry this sighting: the ledger table must.
+            batch.ledger.insert(
+                seq,
+                LedgerEntry {
+                    key,
+                    count: event.count,
+                    touched,
+                    archived,
+                },
+            );
+        }
         batch.next_seq = batch.next_seq.max(seq + 1);
         let full = batch.records.len() >= COMMIT_BATCH;
         self.metrics.archive.pending.set(batch.records.len() as i64);
@@ -121,7 +124,7 @@ impl ArchiveSink {
         if full {
             self.pending.flush.notify_one();
         }
-        archived
+        queued.or(archived)
     }
 
     /// The event is gone from the API server (or expired from the ledger): drop its ledger

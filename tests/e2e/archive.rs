@@ -305,6 +305,53 @@ fn the_size_cap_evicts_the_oldest_first() {
 }
 
 #[test]
+fn the_ledger_comes_back_from_the_records_and_the_ledger_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    let recent = base() + Duration::from_secs(3600);
+    // uid-1: archived, count 3 in its record. uid-2: rate limited, only in the ledger table.
+    // uid-3: archived but last seen before the window.
+    let mut events = [event(1, recent), event(2, recent), event(3, base())];
+    events[0].count = 3;
+    let mut batch = Batch::default();
+    for e in [&events[0], &events[2]] {
+        let seq: u64 = e.uid.trim_start_matches("uid-").parse().expect("seq");
+        batch.records.insert(seq, RecordWrite::new(e, None));
+    }
+    // A dropped update of uid-1 (count 5) left a ledger row ahead of its record.
+    for (seq, count, archived) in [(1, 5, Some(micros(recent))), (2, 4, None)] {
+        let key = uid_key(&format!("uid-{seq:08}"));
+        let entry = LedgerEntry {
+            key,
+            count,
+            touched: 7,
+            archived,
+        };
+        batch.ledger.insert(seq, entry);
+    }
+    batch.next_seq = 4;
+    archive.commit(&batch).expect("commit");
+    let restored = archive
+        .restore(micros(recent - Duration::from_secs(60)))
+        .expect("restore");
+    let mut ledger = restored.ledger;
+    ledger.sort_by_key(|(seq, _)| *seq);
+    let got: Vec<_> = ledger
+        .iter()
+        .map(|(seq, e)| (*seq, e.key, e.count, e.archived))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, uid_key(&events[0].uid), 5, Some(micros(recent))),
+            (2, uid_key(&events[1].uid), 4, None),
+        ]
+    );
+    assert_eq!(ledger[0].1.touched, micros(recent) / 1_000_000);
+    assert_eq!(restored.next_seq, 4);
+}
+
+#[test]
 fn an_archive_of_another_layout_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("old.redb");
