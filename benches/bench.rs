@@ -452,17 +452,22 @@ fn archive_queries() -> BTreeMap<&'static str, f64> {
     let archive = Archive::open(&path).expect("open");
     let n: u64 = if quick() { 100_000 } else { 1_000_000 };
     let base: Timestamp = "2026-11-20T00:00:00Z".parse().expect("time");
-    let t0 = Instant::now();
+    // Only encoding and committing is timed, not making the events.
+    let mut busy = Duration::ZERO;
     for start in (0..n).step_by(1000) {
+        let events: Vec<Event> = (start..(start + 1000).min(n))
+            .map(|j| archive_event(j, base))
+            .collect();
+        let t0 = Instant::now();
         let mut batch = Batch::default();
-        for j in start..(start + 1000).min(n) {
-            let e = archive_event(j, base);
-            batch.records.insert(j, RecordWrite::new(&e, None));
+        for (j, e) in (start..).zip(&events) {
+            batch.records.insert(j, RecordWrite::new(e, None));
             batch.next_seq = j + 1;
         }
         archive.commit(&batch).expect("commit");
+        busy += t0.elapsed();
     }
-    let insert_per_s = n as f64 / t0.elapsed().as_secs_f64();
+    let insert_per_s = n as f64 / busy.as_secs_f64();
     let mut out = BTreeMap::from([
         ("insert_records_per_s", insert_per_s),
         ("bytes_per_record", archive.file_bytes() as f64 / n as f64),

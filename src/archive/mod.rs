@@ -378,11 +378,16 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
     seqs.sort_unstable();
     for &seq in seqs {
         let write = &batch.records[&seq];
-        if let Some(t) = write.replaces {
+        // An update at the same last occurrence (a count that moved within one timestamp
+        // second) leaves the index entries where they are.
+        let moved = write.replaces != Some(write.keys.last_seen);
+        if let Some(t) = write.replaces.filter(|_| moved) {
             tables.unindex_at(seq, &write.keys, t)?;
         }
         tables.records.insert(seq, write.record.as_slice())?;
-        tables.index(seq, &write.keys)?;
+        if moved {
+            tables.index(seq, &write.keys)?;
+        }
     }
     let mut ledger = txn.open_table(LEDGER)?;
     for (seq, e) in &batch.ledger {

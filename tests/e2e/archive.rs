@@ -305,6 +305,37 @@ fn the_size_cap_evicts_the_oldest_first() {
 }
 
 #[test]
+fn an_update_at_the_same_time_keeps_one_row_in_every_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    let t = base();
+    let mut e = event(5, t);
+    commit_all(&archive, std::slice::from_ref(&e));
+    // The count moves within the same second, then the event recurs a minute later.
+    for (count, last_seen) in [(2, t), (3, t + Duration::from_secs(60))] {
+        let before = e.last_seen;
+        e.count = count;
+        e.last_seen = last_seen;
+        commit_updates(&archive, std::slice::from_ref(&e), |_| Some(before));
+        for filter in [
+            vec![],
+            vec![("namespace", e.namespace.clone())],
+            vec![("reason", e.reason.clone())],
+            vec![
+                ("namespace", e.namespace.clone()),
+                ("kind", e.regarding.kind.clone()),
+                ("name", e.regarding.name.clone()),
+            ],
+        ] {
+            let page = archive.query(&query(&filter)).expect("query");
+            let counts: Vec<u64> = page.items.iter().map(|r| r.count).collect();
+            assert_eq!(counts, [count], "{filter:?}");
+            assert_eq!(page.items[0].last_seen, last_seen);
+        }
+    }
+}
+
+#[test]
 fn the_ledger_comes_back_from_the_records_and_the_ledger_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
