@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use kube_event_exporter::{
     alerting::{AlertSettings, Alerting, delivery::DeliveryQueue},
     archive::{
-        Archive, Batch, RecordWrite,
+        Archive, Batch,
         limits::{ArchiveLimiter, ArchiveLimits},
         query::Query,
         writer::{self, WriterSettings},
@@ -461,7 +461,7 @@ fn archive_queries() -> BTreeMap<&'static str, f64> {
         let t0 = Instant::now();
         let mut batch = Batch::default();
         for (j, e) in (start..).zip(&events) {
-            batch.records.insert(j, RecordWrite::new(e, None));
+            batch.put(j, e, None, usize::MAX);
             batch.next_seq = j + 1;
         }
         archive.commit(&batch).expect("commit");

@@ -35,9 +35,8 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
-/// Encodes the whole event.
+/// Encodes the whole event, appended to `buf`.
 pub fn encode(e: &Event, buf: &mut Vec<u8>) {
-    buf.clear();
     buf.push(VERSION);
     put_varint(buf, micros(e.first_seen));
     put_varint(buf, micros(e.last_seen));
@@ -149,10 +148,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CorruptRecord> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    pub fn sample() -> Event {
+    pub(crate) fn sample() -> Event {
         Event {
             uid: "3eb13b90-4668-4257-bdd6-40fb06671ad1".into(),
             namespace: "shop".into(),

@@ -5,7 +5,6 @@
 //! retention and size-cap sweeps.
 
 use std::{
-    collections::hash_map::Entry,
     mem,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -16,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{
-    Archive, Batch, LedgerEntry, RecordWrite,
+    Archive, Batch, LedgerEntry,
     limits::{ArchiveLimiter, Denied},
     record::micros,
 };
@@ -81,30 +80,16 @@ impl ArchiveSink {
                     false
                 }
             };
-        // Encoded before taking the lock: the writer may be swapping the batch out.
-        let write = admitted.then(|| RecordWrite::new(event, archived));
         let mut batch = self.pending.lock();
-        let mut queued = None;
-        if let Some(write) = write {
-            let at = write.keys.last_seen;
-            let pending = batch.records.len();
-            match batch.records.entry(seq) {
-                // Coalesced: still replaces what the archive holds, not the queued version.
-                Entry::Occupied(mut slot) => {
-                    let slot = slot.get_mut();
-                    slot.record = write.record;
-                    slot.keys.last_seen = at;
-                    queued = Some(at);
-                }
-                Entry::Vacant(slot) if pending < MAX_PENDING => {
-                    slot.insert(write);
-                    queued = Some(at);
-                }
-                Entry::Vacant(_) => {
-                    self.metrics.archive.dropped_queue_full.inc();
-                }
+        let queued = if admitted {
+            let queued = batch.put(seq, event, archived, MAX_PENDING);
+            if queued.is_none() {
+                self.metrics.archive.dropped_queue_full.inc();
             }
-        }
+            queued
+        } else {
+            None
+        };
         if queued.is_none() {
             // The record does not carry this sighting: the ledger table must.
             batch.ledger.insert(
@@ -118,8 +103,11 @@ impl ArchiveSink {
             );
         }
         batch.next_seq = batch.next_seq.max(seq + 1);
-        let full = batch.records.len() >= COMMIT_BATCH;
-        self.metrics.archive.pending.set(batch.records.len() as i64);
+        let full = batch.record_count() >= COMMIT_BATCH;
+        self.metrics
+            .archive
+            .pending
+            .set(batch.record_count() as i64);
         drop(batch);
         if full {
             self.pending.flush.notify_one();
@@ -166,6 +154,9 @@ pub struct WriterSettings {
 pub struct ArchiveWriter {
     archive: Archive,
     pending: Arc<Pending>,
+    /// The batch swapped in for the pending one at each commit; cleared and kept between
+    /// commits so their memory is reused, not freed and faulted in again.
+    spare: Option<Batch>,
     metrics: Arc<Metrics>,
     settings: WriterSettings,
 }
@@ -189,6 +180,7 @@ pub fn channel(
     let writer = ArchiveWriter {
         archive,
         pending,
+        spare: Some(Batch::default()),
         metrics,
         settings,
     };
@@ -197,7 +189,7 @@ pub fn channel(
 
 impl ArchiveWriter {
     /// Commits until `stop`, then commits what is left.
-    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         loop {
@@ -215,17 +207,31 @@ impl ArchiveWriter {
         }
     }
 
-    async fn flush(&self) {
-        let batch = mem::take(&mut *self.pending.lock());
+    async fn flush(&mut self) {
+        let mut batch = self.spare.take().unwrap_or_default();
+        mem::swap(&mut *self.pending.lock(), &mut batch);
         self.metrics.archive.pending.set(0);
         if batch.is_empty() {
+            self.spare = Some(batch);
             return;
         }
-        let records = batch.records.len() as u64;
+        let records = batch.record_count() as u64;
         let archive = self.archive.clone();
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || archive.commit(&batch)).await;
-        match result.map_err(Into::into).and_then(|r| r) {
+        let result = tokio::task::spawn_blocking(move || {
+            let result = archive.commit(&batch);
+            batch.clear();
+            (batch, result)
+        })
+        .await;
+        let result = match result {
+            Ok((batch, result)) => {
+                self.spare = Some(batch);
+                result
+            }
+            Err(e) => Err(e.into()),
+        };
+        match result {
             Ok(written) => {
                 self.metrics
                     .archive

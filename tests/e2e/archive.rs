@@ -7,7 +7,7 @@ use std::{collections::HashSet, time::Duration};
 use jiff::Timestamp;
 use kube_event_exporter::{
     archive::{
-        Archive, Batch, LedgerEntry, RecordWrite,
+        Archive, Batch, LedgerEntry,
         query::{Cursor, Query},
         record::micros,
         writer::{WriterSettings, sweep},
@@ -87,9 +87,7 @@ fn commit_updates(
         let mut batch = Batch::default();
         for e in chunk {
             let seq: u64 = e.uid.trim_start_matches("uid-").parse().expect("uid-<seq>");
-            batch
-                .records
-                .insert(seq, RecordWrite::new(e, replaces(e).map(micros)));
+            batch.put(seq, e, replaces(e).map(micros), usize::MAX);
             let entry = LedgerEntry {
                 key: uid_key(&e.uid),
                 count: e.count,
@@ -347,7 +345,7 @@ fn the_ledger_comes_back_from_the_records_and_the_ledger_table() {
     let mut batch = Batch::default();
     for e in [&events[0], &events[2]] {
         let seq: u64 = e.uid.trim_start_matches("uid-").parse().expect("seq");
-        batch.records.insert(seq, RecordWrite::new(e, None));
+        batch.put(seq, e, None, usize::MAX);
     }
     // A dropped update of uid-1 (count 5) left a ledger row ahead of its record.
     for (seq, count, archived) in [(1, 5, Some(micros(recent))), (2, 4, None)] {
