@@ -30,9 +30,10 @@ pub const BY_OBJECT: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new
 /// (hash of reason, last_seen µs, seq).
 pub const BY_REASON: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("by_reason");
 
-/// The occurrence ledger: seq → (uid key (see [`crate::pipeline::ledger::uid_key`]), last seen count, last sighting in unix seconds, the last
-/// occurrence in µs its record is indexed under or 0 when not archived). Committed with the
-/// records it describes, so a restart neither recounts nor loses.
+/// The occurrence ledger of events whose record does not carry it (rate limited, or an update
+/// dropped): seq → (uid key, see [`crate::pipeline::ledger::uid_key`]; last seen count; last
+/// sighting in unix seconds; the last occurrence in µs its record is indexed under, or 0 when
+/// not archived). Committed with the records, so a restart neither recounts nor loses.
 pub const LEDGER: TableDefinition<u64, (u128, u64, u64, u64)> = TableDefinition::new("ledger");
 
 /// Watch stream → the resourceVersion to resume from.

@@ -5,6 +5,8 @@
 //!
 //! After a restart a stream resumes from its stored resourceVersion with a raw watch call
 //! (kube-rs's `watcher()` always lists first, kube-rs issue 1419), and lists only on 410.
+//! Requests are kube-rs's own, sent through its `Client`; the bytes that come back are decoded
+//! by [`super::wire`], which reads only the fields the exporter uses.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 

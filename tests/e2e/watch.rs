@@ -401,3 +401,30 @@ async fn chosen_namespaces_are_watched_each_and_only() {
         .into()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_event_is_skipped_and_counted_in_lists_and_watches() {
+    let fake = FakeApiServer::start().await;
+    fake.create(&new_event("shop", "Pod", "a", "BackOff", "Warning", 2));
+    let bad = fake.create(&new_event("shop", "Pod", "b", "BackOff", "Warning", 1));
+    fake.corrupt("shop", &bad);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = fake.write_kubeconfig(dir.path());
+    let exporter = Exporter::start(&["--kubeconfig", kubeconfig.to_str().expect("utf-8")]).await;
+    exporter.wait_ready().await;
+    let key = totals_key("shop", "Pod", "BackOff", "Warning");
+    // The list page holds the bad item: the good one on the same page still counts.
+    exporter.wait_totals(&[(key.clone(), 2)].into()).await;
+    let errors = "kube_event_exporter_decode_errors_total";
+    assert_eq!(exporter.metrics().await.value(errors), 1.0);
+    // In the watch: the bad line is skipped, the stream goes on.
+    fake.corrupt("shop", &bad);
+    fake.create(&new_event("shop", "Pod", "c", "BackOff", "Warning", 1));
+    exporter.wait_totals(&[(key, 3)].into()).await;
+    assert_eq!(exporter.metrics().await.value(errors), 2.0);
+    let restarts = exporter
+        .metrics()
+        .await
+        .value("kube_event_exporter_watch_restarts_total");
+    assert_eq!(restarts, 0.0, "a bad event is not a failed watch");
+}

@@ -299,6 +299,12 @@ impl FakeApiServer {
         });
     }
 
+    /// Gives the event a count no Event can have (a string), as a buggy writer might: lists and
+    /// watches serve it, and a client's decoder must cope.
+    pub fn corrupt(&self, namespace: &str, name: &str) {
+        self.modify(namespace, name, |o| o["count"] = json!("many"));
+    }
+
     /// A MODIFIED that changes nothing a user sees (a label): a duplicate delivery.
     pub fn touch(&self, namespace: &str, name: &str) {
         self.modify(namespace, name, |o| {
