@@ -62,8 +62,9 @@ pub struct ArchiveSink {
 impl ArchiveSink {
     /// Queues `event` under its `seq` for the next commit; if its record is not written, its
     /// ledger entry (uid key `key`) instead. `archived` is the last occurrence its record is
-    /// indexed under, if it is archived; a new record must pass the rate limits. Returns where the record is (or will be) indexed. A dropped record
-    /// still leaves its ledger entry, so it is never counted twice.
+    /// indexed under, if it is archived; a new record must pass the rate limits. Returns where
+    /// the record is (or will be) indexed. A dropped record still leaves its ledger entry, so it
+    /// is never counted twice.
     pub fn write(
         &self,
         seq: u64,
