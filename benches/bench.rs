@@ -318,9 +318,14 @@ async fn pipeline_throughput(events_api: bool) -> BTreeMap<&'static str, f64> {
 
 /// The real binary against `fake`, ready, with archive rate limits that never bite (so every
 /// record is written).
-async fn unlimited_exporter(fake: &FakeApiServer, dir: &std::path::Path) -> Exporter {
+async fn unlimited_exporter(
+    fake: &FakeApiServer,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Exporter {
     let kubeconfig = fake.write_kubeconfig(dir);
     let mut args = vec!["--kubeconfig", kubeconfig.to_str().expect("utf-8")];
+    args.extend(extra);
     for flag in [
         "--archive-namespace-rate",
         "--archive-namespace-burst",
@@ -356,7 +361,7 @@ async fn rss_after_100k() -> BTreeMap<&'static str, f64> {
     let n = 100_000;
     let fake = preloaded(n, "Warning", 2).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let exporter = unlimited_exporter(&fake, dir.path()).await;
+    let exporter = unlimited_exporter(&fake, dir.path(), &[]).await;
     while exporter
         .metrics()
         .await
@@ -571,7 +576,7 @@ async fn end_to_end() -> BTreeMap<&'static str, f64> {
     let fake = FakeApiServer::start().await;
     fake.set_bookmark_interval(Duration::from_secs(3600));
     let dir = tempfile::tempdir().expect("tempdir");
-    let exporter = unlimited_exporter(&fake, dir.path()).await;
+    let exporter = unlimited_exporter(&fake, dir.path(), &[]).await;
     let pid = exporter.pid().to_string();
     let cpu0 = process_cpu_seconds(&pid);
     let t0 = Instant::now();
@@ -676,6 +681,58 @@ async fn startup() -> BTreeMap<&'static str, f64> {
     ])
 }
 
+/// A restart with a big archive: 1M events listed, all archived, the exporter killed and
+/// started again on the same archive. The ledger comes back from the records; the watch resumes
+/// from the checkpoint without a list.
+async fn restart() -> BTreeMap<&'static str, f64> {
+    let n: usize = if quick() { 50_000 } else { 1_000_000 };
+    let fake = preloaded(n, "Normal", 1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive.redb");
+    let archive_args = ["--archive-path", archive.to_str().expect("utf-8")];
+    let mut first = unlimited_exporter(&fake, dir.path(), &archive_args).await;
+    // Every event written, or dropped when the list outran the writer (its ledger entry is
+    // still written).
+    let dropped = loop {
+        let m = first.metrics().await;
+        let dropped = m
+            .get(
+                "kube_event_exporter_archive_dropped_total",
+                &[("reason", "queue_full")],
+            )
+            .unwrap_or(0.0);
+        if m.value("kube_event_exporter_archive_writes_total") + dropped >= n as f64 {
+            break dropped;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Give the last checkpoint its commit.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.kill();
+    let lists = fake.requests().iter().filter(|r| r.is_list()).count();
+    let t0 = Instant::now();
+    let second = unlimited_exporter(&fake, dir.path(), &archive_args).await;
+    let ready = t0.elapsed().as_secs_f64();
+    let restored = second
+        .metrics()
+        .await
+        .value("kube_event_exporter_ledger_entries");
+    BTreeMap::from([
+        ("events", n as f64),
+        ("ready_s", ready),
+        ("ledger_entries_restored", restored),
+        ("records_dropped_first_life", dropped),
+        (
+            "lists_after_restart",
+            (fake.requests().iter().filter(|r| r.is_list()).count() - lists) as f64,
+        ),
+        (
+            "exporter_peak_rss_mib",
+            mib(child_status(second.pid(), "VmHWM:")),
+        ),
+    ])
+}
+
 async fn alert_latency() -> BTreeMap<&'static str, f64> {
     let samples = if quick() { 20 } else { 100 };
     let webhook = Webhook::start(200).await;
@@ -715,7 +772,7 @@ async fn alert_latency() -> BTreeMap<&'static str, f64> {
 
 // ---------- driver ----------
 
-const MEASUREMENTS: [(&str, &str); 8] = [
+const MEASUREMENTS: [(&str, &str); 9] = [
     (
         "pipeline-core",
         "1. pipeline, core/v1 watch lines (decode, ledger, metrics, archive, alerts)",
@@ -730,6 +787,10 @@ const MEASUREMENTS: [(&str, &str); 8] = [
         "2. end to end over HTTP (fake API server → real binary)",
     ),
     ("startup", "3. start-up: initial list in pages of 500"),
+    (
+        "restart",
+        "3. restart on a full archive (ledger from the records, no list)",
+    ),
     ("archive", "4. archive: insert, disk, queries (100 rows)"),
     ("alerts", "5. alert latency: watch → Alertmanager → webhook"),
     ("churn", "6. memory under churn (2 simulated hours)"),
@@ -742,6 +803,7 @@ async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
         "rss-100k" => rss_after_100k().await,
         "e2e" => end_to_end().await,
         "startup" => startup().await,
+        "restart" => restart().await,
         "archive" => archive_queries(),
         "alerts" => alert_latency().await,
         "churn" => churn().await,
