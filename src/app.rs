@@ -344,6 +344,8 @@ fn restore_ledger(
     sink: &ArchiveSink,
 ) -> Ledger {
     let mut ledger = Ledger::new(ttl, next_seq);
+    // Sized once: growing a million-entry table on the way holds the old and the new at once.
+    ledger.reserve(entries.len());
     let now = std::time::Instant::now();
     let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
     for (seq, entry) in entries {

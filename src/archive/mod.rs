@@ -238,42 +238,44 @@ impl Archive {
     /// is missing or behind (rate limited, dropped); the higher count wins.
     pub fn restore(&self, since_us: u64) -> Result<Restored> {
         let txn = self.db.begin_read()?;
-        let mut ledger: HashMap<u64, LedgerEntry> = HashMap::new();
-        let records = txn.open_table(RECORDS)?;
-        for row in txn.open_table(BY_TIME)?.range((since_us, 0)..)? {
-            let (t, seq) = row?.0.value();
-            if let Some(bytes) = records.get(seq)? {
-                let (uid, count) = record::identity(bytes.value())?;
-                let entry = LedgerEntry {
-                    key: uid_key(uid),
-                    count,
-                    touched: t / 1_000_000,
-                    archived: Some(t),
-                };
-                ledger.insert(seq, entry);
-            }
-        }
+        // The ledger table is small (only what the records do not carry): keyed by seq, its rows
+        // are merged into the records' entries as they stream past.
+        let mut rows: HashMap<u64, LedgerEntry> = HashMap::new();
         for row in txn.open_table(LEDGER)?.iter()? {
             let (seq, value) = row?;
             let (key, count, touched, archived_at) = value.value();
             // 0 is "not archived"; stored times are at least 1 µs.
             let archived = (archived_at != 0).then_some(archived_at);
-            let stored = LedgerEntry {
+            let entry = LedgerEntry {
                 key,
                 count,
                 touched,
                 archived,
             };
-            ledger
-                .entry(seq.value())
-                .and_modify(|e| {
-                    e.count = e.count.max(count);
-                    e.touched = e.touched.max(touched);
-                })
-                .or_insert(stored);
+            rows.insert(seq.value(), entry);
         }
+        let mut ledger = Vec::new();
+        let records = txn.open_table(RECORDS)?;
+        for row in txn.open_table(BY_TIME)?.range((since_us, 0)..)? {
+            let (t, seq) = row?.0.value();
+            if let Some(bytes) = records.get(seq)? {
+                let (uid, count) = record::identity(bytes.value())?;
+                let mut entry = LedgerEntry {
+                    key: uid_key(uid),
+                    count,
+                    touched: t / 1_000_000,
+                    archived: Some(t),
+                };
+                if let Some(row) = rows.remove(&seq) {
+                    entry.count = entry.count.max(row.count);
+                    entry.touched = entry.touched.max(row.touched);
+                }
+                ledger.push((seq, entry));
+            }
+        }
+        ledger.extend(rows);
         let mut restored = Restored {
-            ledger: ledger.into_iter().collect(),
+            ledger,
             ..Restored::default()
         };
         restored.next_seq = txn

@@ -164,6 +164,11 @@ impl Ledger {
         }
     }
 
+    /// Makes room for `n` more entries (a restore) without growing step by step.
+    pub fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+    }
+
     /// The event's record is (queued to be) indexed under last occurrence `at` µs.
     pub fn set_archived(&mut self, key: u128, at: Option<u64>) {
         if let Some(entry) = self.entries.get_mut(&Key::from(key)) {
