@@ -1,47 +1,48 @@
-//! Wiring: builds the parts from the [`Config`], runs them as tasks and shuts them down
+//! Wiring: resolves the input, opens the archive, builds the parts from the [`Config`]
+//! ([`Parts::build`], which the benchmarks use too), runs them as tasks and shuts them down
 //! together. A part that fails takes the process down with a non-zero exit.
 
 use std::{sync::Arc, time::Duration};
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::{
-    alerting::{
-        Alerting,
-        delivery::{Deliverer, DeliveryQueue},
-    },
+    alerting::{Alerting, delivery::Deliverer},
     archive::{
-        Archive, LedgerEntry, Restored,
+        Archive, ArchiveError,
         limits::ArchiveLimiter,
-        writer::{self, ArchiveSink, WriterSettings},
+        writer::{self, ArchiveWriter},
     },
-    config::{AlertingConfig, Config, Source},
+    config::{Config, InputConfig},
+    event::{micros, unix_secs},
     health::Health,
     http::{AppState, HttpServer},
     metrics::Metrics,
     pipeline::{Consumers, Pipeline, ledger::Ledger},
-    rules::Rules,
-    source::{CHANNEL_CAPACITY, kube::KubeSource, replay::ReplaySource},
+    source::{
+        self, CHANNEL_CAPACITY, Checkpoints, Input, Source, SourceContext, kube::ConnectError,
+    },
 };
 
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A kubeconfig named by a flag could not be used: a bad value, exit status 2.
+    /// A kubeconfig or context named by a flag could not be used: a bad value, exit status 2.
     #[error("invalid value for {flag}: {source}")]
     KubeconfigRejected {
         flag: &'static str,
         #[source]
-        source: anyhow::Error,
+        source: ConnectError,
     },
+    #[error(transparent)]
+    NoCredentials(ConnectError),
     /// The archive file could not be opened or created: exit status 2.
     #[error("invalid value for --archive-path: {0}")]
-    ArchiveRejected(#[source] crate::archive::ArchiveError),
-    #[error("no Kubernetes credentials found (kubeconfig or in-cluster): {0}")]
-    NoCredentials(#[source] anyhow::Error),
+    ArchiveRejected(#[source] ArchiveError),
+    #[error("cannot build the Alertmanager client: {0}")]
+    AlertClientFailed(#[source] reqwest::Error),
     #[error("cannot listen on {addr}: {source}")]
     BindFailed {
         addr: std::net::SocketAddr,
@@ -60,36 +61,48 @@ impl StartError {
     }
 }
 
-/// A started exporter: everything bound and connected, nothing running yet.
-pub struct App {
-    config: Config,
-    client: Option<kube::Client>,
-    listener: TcpListener,
-    archive: Archive,
-    restored: Restored,
+impl From<ConnectError> for StartError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::KubeconfigRejected(_) => Self::KubeconfigRejected {
+                flag: "--kubeconfig",
+                source: e,
+            },
+            ConnectError::ContextRejected(_) => Self::KubeconfigRejected {
+                flag: "--context",
+                source: e,
+            },
+            ConnectError::NoCredentials(_) => Self::NoCredentials(e),
+        }
+    }
 }
 
-impl App {
-    /// Loads credentials and binds the listener; fails before anything runs.
-    pub async fn start(config: Config) -> Result<Self, StartError> {
-        let client = match &config.source {
-            Source::Kube {
-                kubeconfig,
-                context,
-            } => Some(
-                kube_client(
-                    kubeconfig.as_deref(),
-                    context.as_deref(),
-                    config.watch_timeout,
-                )
-                .await?,
-            ),
-            Source::Replay(_) => None,
-        };
-        let archive = Archive::open(&config.archive.path).map_err(StartError::ArchiveRejected)?;
-        let since = jiff::Timestamp::now()
-            .checked_sub(config.ledger_ttl)
-            .map_or(0, crate::archive::record::micros);
+/// Every part of the exporter but the source and the HTTP listener, built from the
+/// configuration and the archive's restored state, not yet running.
+pub struct Parts {
+    pub pipeline: Pipeline,
+    pub archive_writer: ArchiveWriter,
+    /// `None`: forwarding off.
+    pub alerting: Option<Arc<Alerting>>,
+    /// One per Alertmanager.
+    pub deliverers: Vec<Deliverer>,
+    /// What a source reports to (the pipeline's channel among it).
+    pub source_ctx: SourceContext,
+    /// Where each watch stream had got to when the exporter last stopped.
+    pub checkpoints: Checkpoints,
+    /// What the HTTP handlers read.
+    pub state: AppState,
+}
+
+impl Parts {
+    /// Restores the ledger, the checkpoints and the active alerts from `archive` and wires the
+    /// pipeline to its consumers. `streams` sources report `Synced` before the exporter is
+    /// ready.
+    pub fn build(config: &Config, archive: Archive, streams: usize) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(config.health_failure_threshold));
+        let now = jiff::Timestamp::now();
+        let since = now.checked_sub(config.ledger_ttl).map_or(0, micros);
         let restored = archive
             .restore(since)
             .map_err(StartError::ArchiveRejected)?;
@@ -99,6 +112,110 @@ impl App {
             checkpoints = restored.checkpoints.len(),
             "Archive open."
         );
+
+        let (sink, archive_writer) = writer::channel(
+            archive.clone(),
+            ArchiveLimiter::new(config.archive.limits),
+            config.archive.writer,
+            metrics.clone(),
+        );
+        let (ledger, expired) = Ledger::restore(
+            config.ledger_ttl,
+            restored.next_seq,
+            restored.ledger,
+            unix_secs(now),
+        );
+        for seq in expired {
+            sink.forget(seq);
+        }
+
+        let (alerting, deliverers) = match &config.alerting {
+            Some(settings) => {
+                let (alerting, deliverers) =
+                    Alerting::with_deliverers(settings.clone(), metrics.clone())
+                        .map_err(StartError::AlertClientFailed)?;
+                let since = now.checked_sub(alerting.resolve_after()).map_or(0, micros);
+                // Bounded: a restart re-posts at most this many archived events' alerts.
+                let recent = archive
+                    .recent(since, 100_000)
+                    .map_err(StartError::ArchiveRejected)?;
+                alerting.restore(recent, &config.rules);
+                (Some(alerting), deliverers)
+            }
+            None => (None, Vec::new()),
+        };
+
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let consumers = Consumers {
+            archive: sink,
+            rules: config.rules.clone(),
+            alerting: alerting.clone(),
+        };
+        let pipeline = Pipeline::new(
+            rx,
+            ledger,
+            config.watch.namespaces.clone(),
+            streams,
+            metrics.clone(),
+            health.clone(),
+            consumers,
+        );
+        Ok(Self {
+            pipeline,
+            archive_writer,
+            alerting,
+            deliverers,
+            source_ctx: SourceContext {
+                tx,
+                metrics: metrics.clone(),
+                health: health.clone(),
+            },
+            checkpoints: restored.checkpoints,
+            state: AppState {
+                metrics,
+                health,
+                archive,
+            },
+        })
+    }
+}
+
+/// A started exporter: everything bound, connected and restored, nothing running yet.
+pub struct App {
+    source: Source,
+    parts: Parts,
+    listener: TcpListener,
+}
+
+impl App {
+    /// Resolves the input, opens the archive and binds the listener; fails before anything
+    /// runs.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let input = match &config.input {
+            InputConfig::Kube {
+                kubeconfig,
+                context,
+            } => Input::Kube {
+                client: source::kube::connect(
+                    kubeconfig.as_deref(),
+                    context.as_deref(),
+                    config.watch.watch_timeout,
+                )
+                .await?,
+                settings: config.watch.clone(),
+            },
+            InputConfig::Replay(path) => Input::Replay(path.clone()),
+        };
+        let archive = Archive::open(&config.archive.path).map_err(StartError::ArchiveRejected)?;
+        // The stream count is known before the source exists: the pipeline needs it.
+        let streams = match &input {
+            Input::Kube { settings, .. } => settings.namespaces.len().max(1),
+            Input::Replay(_) => 1,
+        };
+        let mut parts = Parts::build(&config, archive, streams)?;
+        let checkpoints = std::mem::take(&mut parts.checkpoints);
+        let source = Source::new(input, checkpoints, parts.source_ctx.clone());
+        debug_assert_eq!(source.stream_count(), streams);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -107,11 +224,9 @@ impl App {
                     source,
                 })?;
         Ok(Self {
-            config,
-            client,
+            source,
+            parts,
             listener,
-            archive,
-            restored,
         })
     }
 
@@ -129,87 +244,30 @@ impl App {
 
     /// Runs until `shutdown` is cancelled or a part fails.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let config = self.config;
-        let metrics = Arc::new(Metrics::new());
-        let health = Arc::new(Health::new(config.health_failure_threshold));
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let Self {
+            source,
+            parts,
+            listener,
+        } = self;
         let mut tasks = JoinSet::new();
 
         // The writer outlives the other tasks: it commits what the pipeline queued last.
-        let (sink, archive_writer) = archive_writer(&config, &self.archive, &metrics);
         let writer_stop = CancellationToken::new();
-        let writer_task = tokio::spawn(archive_writer.run(writer_stop.clone()));
+        let writer_task = tokio::spawn(parts.archive_writer.run(writer_stop.clone()));
 
-        let ledger = restore_ledger(
-            config.ledger_ttl,
-            self.restored.next_seq,
-            self.restored.ledger,
-            &sink,
-        );
-
-        info!(listen = %self.listener.local_addr()?, "Serving HTTP.");
-        let state = AppState {
-            metrics: metrics.clone(),
-            health: health.clone(),
-            archive: self.archive.clone(),
-        };
-        tasks.spawn(HttpServer::new(self.listener, state).run(shutdown.clone()));
-
-        let streams = match (&config.source, self.client) {
-            (Source::Kube { .. }, Some(client)) => {
-                let source = KubeSource::new(
-                    client,
-                    config.events_api,
-                    config.namespaces.clone(),
-                    config.watch_timeout,
-                    self.restored.checkpoints,
-                    tx,
-                    metrics.clone(),
-                    health.clone(),
-                );
-                let streams = source.stream_count();
-                info!(api = %config.events_api, streams, "Watching events.");
-                tasks.spawn(source.run(shutdown.clone()));
-                streams
-            }
-            (Source::Replay(path), _) => {
-                let source = ReplaySource::new(path.clone(), tx, metrics.clone());
-                // A finished replay is not a failure: its task ends and the rest serves on.
-                tasks.spawn(source.run(shutdown.clone()));
-                1
-            }
-            (Source::Kube { .. }, None) => unreachable!("App::start builds a client for Kube"),
-        };
-
-        let alerting = config
-            .alerting
-            .as_ref()
-            .map(|a| {
-                start_alerting(
-                    a,
-                    &config.rules,
-                    &self.archive,
-                    &metrics,
-                    &mut tasks,
-                    &shutdown,
-                )
-            })
-            .transpose()?;
-        let consumers = Consumers {
-            archive: sink,
-            rules: config.rules,
-            alerting,
-        };
-        let pipeline = Pipeline::new(
-            rx,
-            ledger,
-            config.namespaces,
-            streams,
-            metrics,
-            health,
-            consumers,
-        );
-        tasks.spawn(pipeline.run(shutdown.clone()));
+        info!(listen = %listener.local_addr()?, "Serving HTTP.");
+        tasks.spawn(HttpServer::new(listener, parts.state).run(shutdown.clone()));
+        // A finished replay is not a failure: its task ends and the rest serves on.
+        tasks.spawn(source.run(shutdown.clone()));
+        for deliverer in parts.deliverers {
+            tasks.spawn(deliverer.run(shutdown.clone()));
+        }
+        if let Some(alerting) = parts.alerting {
+            tasks.spawn(alerting.run_resender(shutdown.clone()));
+        }
+        // The source holds the only other sender: the pipeline ends when the source is gone.
+        drop(parts.source_ctx);
+        tasks.spawn(parts.pipeline.run(shutdown.clone()));
 
         let result = supervise(tasks, &shutdown).await;
         writer_stop.cancel();
@@ -220,32 +278,6 @@ impl App {
         }
         result
     }
-}
-
-/// The archive's sink for the pipeline and its writer task, with the size gauges set.
-fn archive_writer(
-    config: &Config,
-    archive: &Archive,
-    metrics: &Arc<Metrics>,
-) -> (ArchiveSink, writer::ArchiveWriter) {
-    let cap = config
-        .archive
-        .max_bytes
-        .map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX));
-    metrics.archive.max_bytes.set(cap);
-    metrics
-        .archive
-        .size_bytes
-        .set(i64::try_from(archive.file_bytes()).unwrap_or(i64::MAX));
-    writer::channel(
-        archive.clone(),
-        ArchiveLimiter::new(config.archive.limits),
-        WriterSettings {
-            retention: config.archive.retention,
-            max_bytes: config.archive.max_bytes,
-        },
-        metrics.clone(),
-    )
 }
 
 /// Waits for shutdown or the first failing task, then stops every task (bounded in time).
@@ -283,118 +315,6 @@ async fn supervise(
         error!("Tasks did not stop within 10s; exiting anyway.");
     }
     result
-}
-
-/// Starts one delivery task per Alertmanager and the resender, and re-posts the alerts that
-/// were active when the exporter last stopped (unchanged: no new occurrence is invented).
-fn start_alerting(
-    config: &AlertingConfig,
-    rules: &Rules,
-    archive: &Archive,
-    metrics: &Arc<Metrics>,
-    tasks: &mut JoinSet<anyhow::Result<()>>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Arc<Alerting>> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .user_agent(concat!("kube-event-exporter/", env!("CARGO_PKG_VERSION")))
-        .build()?;
-    let mut queues = Vec::new();
-    for (name, endpoint) in &config.alertmanagers {
-        let queue = Arc::new(DeliveryQueue::new(name, config.queue_size, metrics));
-        let deliverer = Deliverer::new(
-            queue.clone(),
-            endpoint.clone(),
-            client.clone(),
-            metrics.clone(),
-        );
-        tasks.spawn(deliverer.run(shutdown.clone()));
-        queues.push(queue);
-    }
-    info!(
-        alertmanagers = config.alertmanagers.len(),
-        "Forwarding alerts."
-    );
-    let alerting = Arc::new(Alerting::new(
-        config.settings.clone(),
-        queues,
-        metrics.clone(),
-    ));
-    let since = jiff::Timestamp::now()
-        .checked_sub(config.settings.resolve_after)
-        .map_or(0, crate::archive::record::micros);
-    // Bounded: a restart re-posts at most this many archived events' alerts.
-    for event in archive.recent(since, 100_000)? {
-        let decision = rules.decide(&event);
-        if decision.alert && !decision.drop {
-            alerting.occurrence(&event, &decision);
-        }
-    }
-    tasks.spawn(alerting.clone().run_resender(shutdown.clone()));
-    Ok(alerting)
-}
-
-/// The ledger as the archive left it; entries unseen for longer than the ttl are dropped
-/// (and forgotten in the archive too).
-fn restore_ledger(
-    ttl: Duration,
-    next_seq: u64,
-    entries: Vec<(u64, LedgerEntry)>,
-    sink: &ArchiveSink,
-) -> Ledger {
-    let mut ledger = Ledger::new(ttl, next_seq);
-    // Sized once: growing a million-entry table on the way holds the old and the new at once.
-    ledger.reserve(entries.len());
-    let now = std::time::Instant::now();
-    let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
-    for (seq, entry) in entries {
-        let age = Duration::from_secs(now_secs.saturating_sub(entry.touched));
-        if !ledger.restore(seq, entry.key, entry.count, entry.archived, age, now) {
-            sink.forget(seq);
-        }
-    }
-    ledger
-}
-
-async fn kube_client(
-    kubeconfig: Option<&std::path::Path>,
-    context: Option<&str>,
-    watch_timeout: Duration,
-) -> Result<kube::Client, StartError> {
-    let options = KubeConfigOptions {
-        context: context.map(str::to_owned),
-        ..KubeConfigOptions::default()
-    };
-    let rejected =
-        |flag| move |e: anyhow::Error| StartError::KubeconfigRejected { flag, source: e };
-    let mut config = if let Some(path) = kubeconfig {
-        let kubeconfig =
-            Kubeconfig::read_from(path).map_err(|e| rejected("--kubeconfig")(e.into()))?;
-        kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .map_err(|e| {
-                rejected(if context.is_some() {
-                    "--context"
-                } else {
-                    "--kubeconfig"
-                })(e.into())
-            })?
-    } else if context.is_some() {
-        kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| rejected("--context")(e.into()))?
-    } else {
-        kube::Config::infer()
-            .await
-            .map_err(|e| StartError::NoCredentials(e.into()))?
-    };
-    // A watch answers within its timeoutSeconds; a read that takes longer is a dead connection.
-    config.read_timeout = Some(watch_timeout + crate::source::kube::STALL_MARGIN);
-    // kube's built-in retry (15 attempts, delays up to 1000s) would hide an outage from the
-    // health check; every stream retries with its own backoff and reports failures.
-    config.default_retry = false;
-    kube::Client::try_from(config).map_err(|e| StartError::NoCredentials(e.into()))
 }
 
 async fn wait_for_signal() {

@@ -3,124 +3,22 @@
 //! Every flag also reads `KEE_<FLAG>`; every check that can fail runs here, before anything
 //! starts, so a bad value exits with status 2 and names the flag.
 
-use std::{fmt, net::SocketAddr, num::NonZeroU32, path::PathBuf, str::FromStr, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
 use crate::{
-    alerting::AlertSettings,
-    archive::limits::ArchiveLimits,
+    alerting::{AlertSettings, Alertmanager},
+    archive::{limits::ArchiveLimits, writer::WriterSettings},
     rules::{Rules, is_label_name},
+    source::kube::{EventsApi, KubeSettings},
+    util::units::{ByteSize, HumanDuration},
 };
-
-/// Which Kubernetes API serves the Events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventsApi {
-    /// `events.k8s.io/v1`: `regarding`, `note`, `series`.
-    EventsV1,
-    /// core `v1`: `involvedObject`, `message`, `count`.
-    CoreV1,
-}
-
-impl FromStr for EventsApi {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "events.k8s.io/v1" => Ok(Self::EventsV1),
-            "v1" => Ok(Self::CoreV1),
-            _ => Err("expected `events.k8s.io/v1` or `v1`".to_owned()),
-        }
-    }
-}
-
-impl fmt::Display for EventsApi {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::EventsV1 => "events.k8s.io/v1",
-            Self::CoreV1 => "v1",
-        })
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// A human duration: `90s`, `15m`, `7d`, `1h30m`, `250ms`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl FromStr for HumanDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_duration(s).map(Self)
-    }
-}
-
-/// Parses a sequence of `<integer><unit>` pairs, units `ms`, `s`, `m`, `h`, `d`, `w`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration like 90s, 15m, 2h or 7d");
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let millis_per_unit: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        let millis = value.checked_mul(millis_per_unit).ok_or_else(bad)?;
-        total = total
-            .checked_add(Duration::from_millis(millis))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
-}
-
-/// A byte size: `500000000`, `512MiB`, `10GiB`, `2GB`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not a size like 500MiB, 10GiB or 2000000000");
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (digits, unit) = t.split_at(split);
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        let factor: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "KB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            "TB" => 1_000_000_000_000,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "TiB" => 1 << 40,
-            _ => return Err(bad()),
-        };
-        n.checked_mul(factor).map(Self).ok_or_else(bad)
-    }
 }
 
 /// The command line. Parse it with [`Args::try_parse_from`] in tests.
@@ -294,7 +192,7 @@ pub struct Args {
 
 /// Where events come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+pub enum InputConfig {
     /// The Kubernetes API, through the kubeconfig (or in-cluster) credentials.
     Kube {
         kubeconfig: Option<PathBuf>,
@@ -304,39 +202,28 @@ pub enum Source {
     Replay(Option<PathBuf>),
 }
 
-/// The validated configuration. Built once at start and never changed.
+/// The validated configuration. Built once at start and never changed; each stage gets its
+/// own settings from it.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub source: Source,
-    pub events_api: EventsApi,
-    /// Empty means all namespaces.
-    pub namespaces: Vec<String>,
+    pub input: InputConfig,
+    /// What to watch; its namespaces also filter a replay.
+    pub watch: KubeSettings,
     pub log_format: LogFormat,
-    pub watch_timeout: Duration,
     pub health_failure_threshold: Duration,
     pub ledger_ttl: Duration,
     pub archive: ArchiveConfig,
     /// `None`: forwarding off.
-    pub alerting: Option<AlertingConfig>,
+    pub alerting: Option<AlertSettings>,
     pub rules: Rules,
-}
-
-/// Where alerts go and how they look.
-#[derive(Clone, Debug)]
-pub struct AlertingConfig {
-    /// (name for metrics and logs, `POST /api/v2/alerts` endpoint) per Alertmanager.
-    pub alertmanagers: Vec<(String, reqwest::Url)>,
-    pub settings: AlertSettings,
-    pub queue_size: usize,
 }
 
 /// Where and how events are archived.
 #[derive(Clone, Debug)]
 pub struct ArchiveConfig {
     pub path: PathBuf,
-    pub retention: Duration,
-    pub max_bytes: Option<u64>,
+    pub writer: WriterSettings,
     pub limits: ArchiveLimits,
 }
 
@@ -371,16 +258,18 @@ impl TryFrom<Args> for Config {
         }
         Ok(Self {
             listen: args.listen,
-            events_api: args.events_api,
-            namespaces,
+            watch: KubeSettings {
+                api: args.events_api,
+                namespaces,
+                watch_timeout: args.watch_timeout.0,
+            },
             log_format: args.log_format,
-            watch_timeout: args.watch_timeout.0,
             health_failure_threshold: args.health_failure_threshold.0,
             ledger_ttl: args.ledger_ttl.0,
             archive,
             alerting,
             rules,
-            source: source(args.replay, args.kubeconfig, args.context)?,
+            input: input(args.replay, args.kubeconfig, args.context)?,
         })
     }
 }
@@ -401,21 +290,21 @@ fn namespaces(given: &[String]) -> Result<Vec<String>, InvalidConfig> {
     Ok(namespaces)
 }
 
-fn source(
+fn input(
     replay: Option<PathBuf>,
     kubeconfig: Option<PathBuf>,
     context: Option<String>,
-) -> Result<Source, InvalidConfig> {
+) -> Result<InputConfig, InvalidConfig> {
     let unreadable = |flag, path: &std::path::Path| {
         invalid(flag, format!("{} is not a readable file", path.display()))
     };
     match replay {
-        Some(path) if path.as_os_str() == "-" => Ok(Source::Replay(None)),
+        Some(path) if path.as_os_str() == "-" => Ok(InputConfig::Replay(None)),
         Some(path) if !path.is_file() => Err(unreadable("--replay", &path)),
-        Some(path) => Ok(Source::Replay(Some(path))),
+        Some(path) => Ok(InputConfig::Replay(Some(path))),
         None => match kubeconfig {
             Some(path) if !path.is_file() => Err(unreadable("--kubeconfig", &path)),
-            kubeconfig => Ok(Source::Kube {
+            kubeconfig => Ok(InputConfig::Kube {
                 kubeconfig,
                 context,
             }),
@@ -453,8 +342,10 @@ fn archive_config(args: &Args, rules: &Rules) -> Result<ArchiveConfig, InvalidCo
     let file = rules.archive;
     Ok(ArchiveConfig {
         path: path.clone(),
-        retention: args.archive_retention.0,
-        max_bytes: args.archive_max_bytes.map(|b| b.0),
+        writer: WriterSettings {
+            retention: args.archive_retention.0,
+            max_bytes: args.archive_max_bytes.map(|b| b.0),
+        },
         limits: ArchiveLimits {
             namespace_rate: args
                 .archive_namespace_rate
@@ -470,7 +361,7 @@ fn archive_config(args: &Args, rules: &Rules) -> Result<ArchiveConfig, InvalidCo
     })
 }
 
-fn alerting_config(args: &Args) -> Result<Option<AlertingConfig>, InvalidConfig> {
+fn alerting_config(args: &Args) -> Result<Option<AlertSettings>, InvalidConfig> {
     if args.alertmanager_url.is_empty() {
         return Ok(None);
     }
@@ -493,7 +384,10 @@ fn alerting_config(args: &Args) -> Result<Option<AlertingConfig>, InvalidConfig>
             let path = format!("{}/api/v2/alerts", url.path().trim_end_matches('/'));
             url.set_path(&path);
         }
-        alertmanagers.push((name.as_str().trim_end_matches('/').to_owned(), url));
+        alertmanagers.push(Alertmanager {
+            name: name.as_str().trim_end_matches('/').to_owned(),
+            endpoint: url,
+        });
     }
     let mut static_labels = std::collections::BTreeMap::new();
     for label in &args.alert_label {
@@ -524,15 +418,13 @@ fn alerting_config(args: &Args) -> Result<Option<AlertingConfig>, InvalidConfig>
     if args.alert_resend_interval.0 < Duration::from_millis(100) {
         return Err(invalid("--alert-resend-interval", "must be at least 100ms"));
     }
-    Ok(Some(AlertingConfig {
+    Ok(Some(AlertSettings {
         alertmanagers,
-        settings: AlertSettings {
-            resolve_after: args.alert_resolve_after.0,
-            resend_interval: args.alert_resend_interval.0,
-            static_labels,
-            external_url,
-        },
         queue_size: args.alert_queue_size.get() as usize,
+        resolve_after: args.alert_resolve_after.0,
+        resend_interval: args.alert_resend_interval.0,
+        static_labels,
+        external_url,
     }))
 }
 
@@ -558,35 +450,14 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        for bad in [
-            "",
-            "5",
-            "m",
-            "5x",
-            "-5s",
-            "1.5h",
-            "99999999999999999999d",
-            "5 s",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
-        }
-    }
-
-    #[test]
     fn defaults() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.listen, "0.0.0.0:9102".parse().unwrap());
-        assert_eq!(c.events_api, EventsApi::EventsV1);
-        assert!(c.namespaces.is_empty());
+        assert_eq!(c.watch.api, EventsApi::EventsV1);
+        assert!(c.watch.namespaces.is_empty());
         assert_eq!(
-            c.source,
-            Source::Kube {
+            c.input,
+            InputConfig::Kube {
                 kubeconfig: None,
                 context: None
             }
@@ -596,7 +467,7 @@ mod tests {
     #[test]
     fn namespaces_repeat_and_split() {
         let c = parse(&["--namespace", "a,b", "--namespace", "c", "--namespace", "a"]).unwrap();
-        assert_eq!(c.namespaces, ["a", "b", "c"]);
+        assert_eq!(c.watch.namespaces, ["a", "b", "c"]);
     }
 
     #[test]
@@ -640,7 +511,7 @@ mod tests {
         let got: Vec<(&str, &str)> = a
             .alertmanagers
             .iter()
-            .map(|(n, u)| (n.as_str(), u.as_str()))
+            .map(|am| (am.name.as_str(), am.endpoint.as_str()))
             .collect();
         assert_eq!(
             got,
@@ -652,9 +523,9 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(a.settings.static_labels["cluster"], "prod");
-        assert_eq!(a.settings.external_url, "http://0.0.0.0:9102");
-        assert_eq!(a.settings.resolve_after, Duration::from_secs(900));
+        assert_eq!(a.static_labels["cluster"], "prod");
+        assert_eq!(a.external_url, "http://0.0.0.0:9102");
+        assert_eq!(a.resolve_after, Duration::from_secs(900));
         assert!(parse(&[]).unwrap().alerting.is_none());
     }
 
@@ -679,19 +550,10 @@ mod tests {
     }
 
     #[test]
-    fn byte_sizes() {
-        assert_eq!("10GiB".parse(), Ok(ByteSize(10 << 30)));
-        assert_eq!("2GB".parse(), Ok(ByteSize(2_000_000_000)));
-        assert_eq!("4096".parse(), Ok(ByteSize(4096)));
-        assert!("lots".parse::<ByteSize>().is_err());
-        assert!("99999999999TiB".parse::<ByteSize>().is_err());
-    }
-
-    #[test]
     fn stdin_replay() {
         assert_eq!(
-            parse(&["--replay", "-"]).unwrap().source,
-            Source::Replay(None)
+            parse(&["--replay", "-"]).unwrap().input,
+            InputConfig::Replay(None)
         );
     }
 }

@@ -1,7 +1,12 @@
 //! The one normalised event type: filled from core/v1 or events.k8s.io/v1 Event objects (by
-//! [`crate::source::wire`]), used by every stage after the source.
+//! the source's wire decoder), used by every stage after the source; and an event's identity
+//! and times as the stages exchange and store them (uid keys, microseconds).
+
+use std::fmt;
 
 use jiff::Timestamp;
+
+use crate::util::hash::stable_hash128;
 
 /// Messages longer than this are cut at a character boundary and get `…` appended.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
@@ -29,8 +34,7 @@ pub struct Event {
     pub resource_version: String,
     pub regarding: ObjectRef,
     pub reason: String,
-    /// `Normal` or `Warning`; an absent type is `Normal`.
-    pub type_: String,
+    pub type_: EventType,
     pub message: String,
     /// How often this has happened so far; at least 1.
     pub count: u64,
@@ -46,8 +50,80 @@ pub struct Event {
 
 impl Event {
     pub fn is_warning(&self) -> bool {
-        self.type_ == "Warning"
+        self.type_ == EventType::Warning
     }
+}
+
+/// An event's `type`: Kubernetes knows these two; an absent type is `Normal`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EventType {
+    #[default]
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "Normal",
+            Self::Warning => "Warning",
+        }
+    }
+}
+
+impl std::str::FromStr for EventType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "Normal" => Ok(Self::Normal),
+            "Warning" => Ok(Self::Warning),
+            _ => Err(format!("type must be Normal or Warning, not `{s}`")),
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event's identity in the ledger and the archive: a uid, which the API server makes a UUID,
+/// as its 128 bits; any other uid (a replay file's `<namespace>/<name>`) as its 128-bit FNV-1a
+/// hash.
+pub fn uid_key(uid: &str) -> u128 {
+    parse_uuid(uid).unwrap_or_else(|| stable_hash128(uid.as_bytes()))
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex digits, any case) as a number.
+fn parse_uuid(s: &str) -> Option<u128> {
+    let b = s.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let mut v: u128 = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        v = (v << 4) | u128::from(char::from(c).to_digit(16)?);
+    }
+    Some(v)
+}
+
+/// Microseconds since the Unix epoch, clamped at 0: how times are stored and indexed.
+pub fn micros(t: Timestamp) -> u64 {
+    u64::try_from(t.as_microsecond()).unwrap_or(0)
+}
+
+/// The inverse of [`micros`], clamped to what a timestamp can hold.
+pub fn from_micros(us: u64) -> Timestamp {
+    Timestamp::from_microsecond(i64::try_from(us).unwrap_or(i64::MAX)).unwrap_or(Timestamp::MAX)
+}
+
+/// Whole seconds since the Unix epoch at `now`.
+pub fn unix_secs(now: Timestamp) -> u64 {
+    now.as_second().unsigned_abs()
 }
 
 /// The series count where there is one, else the deprecated count; counts below 1 (absent,
@@ -100,6 +176,45 @@ pub fn truncate_message(mut message: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuids_are_their_bits_and_other_uids_hash() {
+        assert_eq!(
+            uid_key("3eb13b90-4668-4257-bdd6-40fb06671ad1"),
+            0x3eb1_3b90_4668_4257_bdd6_40fb_0667_1ad1
+        );
+        assert_eq!(
+            uid_key("3EB13B90-4668-4257-BDD6-40FB06671AD1"),
+            uid_key("3eb13b90-4668-4257-bdd6-40fb06671ad1")
+        );
+        for not_uuid in [
+            "ns/name",
+            "3eb13b90-4668-4257-bdd6-40fb06671adz",
+            "3eb13b90+4668-4257-bdd6-40fb06671ad1",
+            "",
+        ] {
+            assert_eq!(parse_uuid(not_uuid), None, "{not_uuid}");
+        }
+        assert_ne!(uid_key("ns/a"), uid_key("ns/b"));
+        assert_eq!(
+            uid_key("ns/a"),
+            uid_key("ns/a"),
+            "stable: the archive stores it"
+        );
+    }
+
+    #[test]
+    fn event_types_parse_and_print() {
+        for t in [EventType::Normal, EventType::Warning] {
+            assert_eq!(t.as_str().parse::<EventType>(), Ok(t));
+        }
+        assert!(
+            "Info"
+                .parse::<EventType>()
+                .unwrap_err()
+                .contains("Normal or Warning")
+        );
+    }
 
     #[test]
     fn long_messages_are_cut_at_a_char_boundary() {

@@ -2,12 +2,11 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
+
+use parking_lot::Mutex;
 
 /// Shared health state. Sources call it on transitions only, never per event.
 #[derive(Debug)]
@@ -39,20 +38,21 @@ impl Health {
 
     /// The stream failed (request error, stall); the first failure starts the clock.
     pub fn stream_failed(&self, stream: &str) {
-        self.lock()
+        self.failing
+            .lock()
             .entry(stream.to_owned())
             .or_insert_with(Instant::now);
     }
 
     /// The stream works again.
     pub fn stream_ok(&self, stream: &str) {
-        self.lock().remove(stream);
+        self.failing.lock().remove(stream);
     }
 
     /// Healthy unless some stream has been failing for longer than the threshold; the answer
     /// names the worst stream and for how long.
     pub fn check(&self) -> Result<(), String> {
-        let failing = self.lock();
+        let failing = self.failing.lock();
         match failing.iter().min_by_key(|(_, since)| **since) {
             Some((stream, since)) if since.elapsed() >= self.threshold => Err(format!(
                 "watch of {stream} failing for {}s",
@@ -60,13 +60,6 @@ impl Health {
             )),
             _ => Ok(()),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        // The map stays consistent even if a holder panicked: every update is one call.
-        self.failing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -12,15 +12,37 @@
 //! [`event::Event`] is the one normalised event type every stage after the source uses. The
 //! pipeline turns updates of Event objects into *occurrences* (count deltas) and is the only
 //! module that knows its consumers. [`app`] wires the long-running parts together.
+//!
+//! Modules are layered; each imports only from the layers below it (`tests/layers.rs` keeps
+//! this true):
+//!
+//! ```text
+//! app                         wiring, tasks, shutdown
+//! config                      flags → one validated Config of each stage's settings
+//! http                        routes, the API's JSON and table renderings (reads only)
+//! pipeline                    ledger, occurrences, fan-out to the consumers
+//! alerting                    alerts, delivery queues
+//! archive                     redb records, batches, queries, limits
+//! source                      kube watch, replay, wire decoder
+//! rules                       the --config file's decisions
+//! metrics                     the registry and what each stage reports
+//! health                      liveness and readiness state
+//! event                       the normalised event, its identity and times
+//! util                        backoff, stable hashing, units, joined-key maps
+//! ```
 
-pub mod config;
+// Counter samples in tests are integers, exact in f64: comparing them exactly is right.
+#![cfg_attr(test, allow(clippy::float_cmp))]
+
+pub mod util;
 pub mod event;
-pub mod source;
-pub mod pipeline;
-pub mod rules;
-pub mod metrics;
-pub mod alerting;
-pub mod archive;
 pub mod health;
+pub mod metrics;
+pub mod rules;
+pub mod source;
+pub mod archive;
+pub mod alerting;
+pub mod pipeline;
 pub mod http;
+pub mod config;
 pub mod app;

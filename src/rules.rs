@@ -95,7 +95,7 @@ impl Field {
             Self::Kind => &e.regarding.kind,
             Self::Name => &e.regarding.name,
             Self::Reason => &e.reason,
-            Self::Type => &e.type_,
+            Self::Type => e.type_.as_str(),
             Self::Message => &e.message,
             Self::Source => &e.source,
         }
@@ -355,7 +355,7 @@ mod tests {
                 ..ObjectRef::default()
             },
             reason: reason.into(),
-            type_: type_.into(),
+            type_: type_.parse().expect("tests use Normal or Warning"),
             message: "Memory cgroup out of memory".into(),
             count: 1,
             first_seen: jiff::Timestamp::UNIX_EPOCH,

@@ -5,17 +5,20 @@
 
 use std::{
     collections::{HashSet, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::PostableAlert;
-use crate::{metrics::Metrics, source::kube::Backoff};
+use crate::{
+    metrics::{AlertQueueMetrics, Metrics},
+    util::backoff::Backoff,
+};
 
 /// Alerts per POST: Alertmanager takes large batches; this bounds one request's size.
 const MAX_BATCH: usize = 500;
@@ -56,14 +59,6 @@ impl PostError {
     }
 }
 
-/// The per-Alertmanager metric handles.
-struct QueueMetrics {
-    posted: Counter,
-    dropped: Counter,
-    length: Gauge,
-    duration: Histogram,
-}
-
 /// The alerts waiting for one Alertmanager.
 pub struct DeliveryQueue {
     /// How the Alertmanager is named in metrics and logs.
@@ -73,30 +68,22 @@ pub struct DeliveryQueue {
     /// At most this many alerts wait; a full queue drops its oldest. Updates of one alert
     /// coalesce when a batch is taken, so this is a bound on distinct pending updates.
     capacity: usize,
-    m: QueueMetrics,
+    m: AlertQueueMetrics,
 }
 
 impl DeliveryQueue {
     pub fn new(label: &str, capacity: usize, metrics: &Metrics) -> Self {
-        let a = &metrics.alerting;
         Self {
             label: label.to_owned(),
             alerts: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
             capacity,
-            m: QueueMetrics {
-                posted: a.posted(label),
-                dropped: a.dropped(label),
-                length: a.queue_length(label),
-                duration: a.post_duration(label),
-            },
+            m: metrics.alert_queue(label),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Arc<PostableAlert>>> {
-        self.alerts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, VecDeque<Arc<PostableAlert>>> {
+        self.alerts.lock()
     }
 
     /// Queues an alert; never waits.
@@ -104,10 +91,10 @@ impl DeliveryQueue {
         let mut q = self.lock();
         if q.len() >= self.capacity {
             q.pop_front();
-            self.m.dropped.inc();
+            self.m.dropped();
         }
         q.push_back(alert);
-        self.m.length.set(q.len() as i64);
+        self.m.queue_length(q.len());
         drop(q);
         self.ready.notify_one();
     }
@@ -132,7 +119,7 @@ impl DeliveryQueue {
             }
         }
         *q = rest;
-        self.m.length.set(q.len() as i64);
+        self.m.queue_length(q.len());
         batch.reverse();
         batch
     }
@@ -146,12 +133,12 @@ impl DeliveryQueue {
                 continue;
             }
             if q.len() >= self.capacity {
-                self.m.dropped.inc();
+                self.m.dropped();
                 continue;
             }
             q.push_front(alert);
         }
-        self.m.length.set(q.len() as i64);
+        self.m.queue_length(q.len());
     }
 }
 
@@ -160,22 +147,15 @@ pub struct Deliverer {
     queue: Arc<DeliveryQueue>,
     endpoint: reqwest::Url,
     client: reqwest::Client,
-    metrics: Arc<Metrics>,
     backoff: Backoff,
 }
 
 impl Deliverer {
-    pub fn new(
-        queue: Arc<DeliveryQueue>,
-        endpoint: reqwest::Url,
-        client: reqwest::Client,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(queue: Arc<DeliveryQueue>, endpoint: reqwest::Url, client: reqwest::Client) -> Self {
         Self {
             queue,
             endpoint,
             client,
-            metrics,
             // Up to 10 s between tries: quick to recover, one request per 10 s to a dead peer.
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
         }
@@ -199,9 +179,7 @@ impl Deliverer {
                     Ok(()) => {
                         self.queue
                             .m
-                            .duration
-                            .observe(started.elapsed().as_secs_f64());
-                        self.queue.m.posted.inc_by(batch.len() as u64);
+                            .posted(batch.len(), started.elapsed().as_secs_f64());
                         self.backoff.reset();
                         if failing {
                             failing = false;
@@ -209,7 +187,7 @@ impl Deliverer {
                         }
                     }
                     Err(e) => {
-                        self.metrics.alerting.post_failed(&label, e.kind()).inc();
+                        self.queue.m.post_failed(e.kind());
                         if !failing {
                             failing = true;
                             warn!(alertmanager = %label, error = %e, retry = e.is_retryable(), "Alertmanager post failed.");
@@ -281,7 +259,13 @@ mod tests {
         for k in 0..5 {
             q.push(alert(k, 1));
         }
-        assert_eq!(m.alerting.dropped("am").get(), 2);
+        assert_eq!(
+            m.sample(
+                "kube_event_exporter_alerts_dropped_total",
+                &[("alertmanager", "am")]
+            ),
+            2.0
+        );
         let keys: Vec<u64> = q.take_batch(10).iter().map(|a| a.key).collect();
         assert_eq!(keys, [2, 3, 4]);
     }

@@ -5,25 +5,41 @@
 
 pub mod delivery;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use jiff::Timestamp;
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
-use crate::{event::Event, metrics::Metrics, rules::Decision};
-use delivery::DeliveryQueue;
+use crate::{
+    event::Event,
+    metrics::Metrics,
+    rules::{Decision, Rules},
+    util::{hash::stable_hash, joined::JoinedKeyMap},
+};
+use delivery::{Deliverer, DeliveryQueue};
 
 /// Longest label value sent; longer values (pathological object names) are cut.
 const MAX_LABEL_VALUE: usize = 1024;
 
-/// How alerts are built and kept alive.
+/// One Alertmanager to post to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alertmanager {
+    /// How it is named in metrics and logs: its URL without credentials.
+    pub name: String,
+    /// Its `POST /api/v2/alerts` endpoint.
+    pub endpoint: reqwest::Url,
+}
+
+/// Where alerts go, how they are built and kept alive.
 #[derive(Clone, Debug)]
 pub struct AlertSettings {
+    /// Every one gets every alert.
+    pub alertmanagers: Vec<Alertmanager>,
+    /// Alert updates that may wait per Alertmanager.
+    pub queue_size: usize,
     /// An alert stays firing this long after its last occurrence.
     pub resolve_after: Duration,
     /// Active alerts are re-posted this often.
@@ -60,17 +76,10 @@ struct Active {
     decision: Decision,
 }
 
-/// The active alerts, one per involved object and reason: keyed by namespace, kind, name and
-/// reason joined with NULs (which names cannot hold), looked up through a reused buffer.
-#[derive(Default)]
-struct ActiveAlerts {
-    alerts: HashMap<String, Active>,
-    key: String,
-}
-
 /// The active alerts and the queues of every Alertmanager.
 pub struct Alerting {
-    active: Mutex<ActiveAlerts>,
+    /// One per involved object and reason: keyed by namespace, kind, name and reason.
+    active: Mutex<JoinedKeyMap<Active>>,
     queues: Vec<Arc<DeliveryQueue>>,
     settings: AlertSettings,
     metrics: Arc<Metrics>,
@@ -93,13 +102,7 @@ fn label_value(s: &str) -> String {
 }
 
 fn labels_key(labels: &BTreeMap<String, String>) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325_u64;
-    for (k, v) in labels {
-        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
+    stable_hash(labels.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))
 }
 
 /// Percent-encodes a query parameter value.
@@ -116,18 +119,61 @@ impl Alerting {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            active: Mutex::new(ActiveAlerts::default()),
+            active: Mutex::new(JoinedKeyMap::default()),
             queues,
             settings,
             metrics,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, ActiveAlerts> {
-        // Every update replaces one map entry whole: a panicked holder leaves it consistent.
-        self.active
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Alerting with a queue per configured Alertmanager, and the delivery tasks that drain
+    /// them (one each, so a dead Alertmanager slows no other).
+    pub fn with_deliverers(
+        settings: AlertSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Arc<Self>, Vec<Deliverer>), reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .user_agent(concat!("kube-event-exporter/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mut queues = Vec::new();
+        let mut deliverers = Vec::new();
+        for am in &settings.alertmanagers {
+            let queue = Arc::new(DeliveryQueue::new(&am.name, settings.queue_size, &metrics));
+            deliverers.push(Deliverer::new(
+                queue.clone(),
+                am.endpoint.clone(),
+                client.clone(),
+            ));
+            queues.push(queue);
+        }
+        info!(
+            alertmanagers = settings.alertmanagers.len(),
+            "Forwarding alerts."
+        );
+        Ok((Arc::new(Self::new(settings, queues, metrics)), deliverers))
+    }
+
+    /// Re-posts the alerts of `events` (archived events that may still be active after a
+    /// restart) as the rules decide, unchanged: no new occurrence is invented.
+    pub fn restore(&self, events: impl IntoIterator<Item = Event>, rules: &Rules) {
+        for event in events {
+            let decision = rules.decide(&event);
+            if decision.alert && !decision.drop {
+                self.occurrence(&event, &decision);
+            }
+        }
+    }
+
+    /// The queues of every Alertmanager, in configuration order.
+    pub fn queues(&self) -> &[Arc<DeliveryQueue>] {
+        &self.queues
+    }
+
+    /// How long an alert stays firing after its last occurrence.
+    pub fn resolve_after(&self) -> Duration {
+        self.settings.resolve_after
     }
 
     /// The labels and `generatorURL` of the alert for `e`, as decided by `d`.
@@ -185,22 +231,17 @@ impl Alerting {
             .saturating_add(resolve_after)
             .unwrap_or(Timestamp::MAX);
         if ends_at <= Timestamp::now() {
-            self.metrics.alerting.skipped_stale.inc();
+            self.metrics.alert_skipped_stale();
             return;
         }
-        let mut guard = self.lock();
-        let ActiveAlerts { alerts, key } = &mut *guard;
-        key.clear();
-        for part in [
-            &e.namespace,
+        let mut alerts = self.active.lock();
+        let key = [
+            e.namespace.as_str(),
             &e.regarding.kind,
             &e.regarding.name,
             &e.reason,
-        ] {
-            key.push_str(part);
-            key.push('\0');
-        }
-        let alert = if let Some(old) = alerts.get_mut(key.as_str()) {
+        ];
+        let alert = if let Some(old) = alerts.get_mut(key) {
             let mut alert = (*old.alert).clone();
             // Several Event objects can map to one alert: the newest describes it, the
             // earliest starts it.
@@ -233,11 +274,11 @@ impl Alerting {
                 last_seen: e.last_seen,
                 decision: d.clone(),
             };
-            alerts.insert(key.clone(), active);
+            alerts.get_or_insert_with(key, || active);
             alert
         };
-        self.metrics.alerting.active.set(alerts.len() as i64);
-        drop(guard);
+        self.metrics.alerts_active(alerts.len());
+        drop(alerts);
         self.enqueue(&alert);
     }
 
@@ -250,11 +291,10 @@ impl Alerting {
     /// Drops alerts that have ended and re-posts the others.
     pub fn resend(&self) {
         let now = Timestamp::now();
-        let mut active = self.lock();
-        active.alerts.retain(|_, a| a.alert.ends_at > now);
-        self.metrics.alerting.active.set(active.alerts.len() as i64);
-        let alerts: Vec<Arc<PostableAlert>> =
-            active.alerts.values().map(|a| a.alert.clone()).collect();
+        let mut active = self.active.lock();
+        active.retain(|_, a| a.alert.ends_at > now);
+        self.metrics.alerts_active(active.len());
+        let alerts: Vec<Arc<PostableAlert>> = active.values().map(|a| a.alert.clone()).collect();
         drop(active);
         for alert in &alerts {
             self.enqueue(alert);
@@ -281,6 +321,8 @@ mod tests {
 
     fn settings() -> AlertSettings {
         AlertSettings {
+            alertmanagers: Vec::new(),
+            queue_size: 10,
             resolve_after: Duration::from_secs(900),
             resend_interval: Duration::from_secs(60),
             static_labels: BTreeMap::from([("cluster".to_owned(), "prod".to_owned())]),
@@ -301,7 +343,7 @@ mod tests {
                 ..ObjectRef::default()
             },
             reason: "BackOff".into(),
-            type_: "Warning".into(),
+            type_: crate::event::EventType::Warning,
             message: format!("back-off {uid}"),
             count,
             first_seen: first,
@@ -430,7 +472,13 @@ mod tests {
             &decision(),
         );
         assert!(queue.take_batch(10).is_empty());
-        assert_eq!(metrics.alerting.skipped_stale.get(), 1);
+        assert_eq!(
+            metrics.sample(
+                "kube_event_exporter_alerts_skipped_total",
+                &[("reason", "stale")]
+            ),
+            1.0
+        );
         a.occurrence(&ev("v", 1, now, now), &decision());
         a.resend();
         assert_eq!(queue.take_batch(10).len(), 1, "active alerts are re-posted");

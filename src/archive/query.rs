@@ -6,11 +6,13 @@ use jiff::Timestamp;
 use redb::ReadableDatabase;
 
 use super::{
-    Archive, Result,
-    record::{self, micros},
+    Archive, Result, record,
     schema::{BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, RECORDS, name_key, object_key},
 };
-use crate::{config::parse_duration, event::Event};
+use crate::{
+    event::{Event, EventType, micros},
+    util::{hash::stable_hash, units::parse_duration},
+};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
@@ -39,7 +41,7 @@ pub struct Query {
     pub kind: Option<String>,
     pub name: Option<String>,
     pub reason: Option<String>,
-    pub type_: Option<String>,
+    pub type_: Option<EventType>,
     /// Inclusive bounds on the last occurrence, in µs.
     pub since: Option<u64>,
     pub until: Option<u64>,
@@ -61,13 +63,13 @@ impl Cursor {
     /// `<last_seen hex>.<seq hex>.<checksum hex>`: opaque to users, checked on the way back.
     pub fn encode(&self) -> String {
         let body = format!("{:x}.{:x}", self.last_seen, self.seq);
-        format!("{body}.{:08x}", checksum(body.as_bytes()))
+        format!("{body}.{:08x}", checksum(&body))
     }
 
     pub fn decode(s: &str) -> Result<Self, InvalidQuery> {
         let bad = || invalid("cursor is not one this server issued (corrupt or edited)");
         let (body, sum) = s.rsplit_once('.').ok_or_else(bad)?;
-        if sum.len() != 8 || u32::from_str_radix(sum, 16).ok() != Some(checksum(body.as_bytes())) {
+        if sum.len() != 8 || u32::from_str_radix(sum, 16).ok() != Some(checksum(body)) {
             return Err(bad());
         }
         let (ts, seq) = body.split_once('.').ok_or_else(bad)?;
@@ -79,11 +81,9 @@ impl Cursor {
     }
 }
 
-/// FNV-1a: catches corruption and casual edits (a cursor is a position, not a secret).
-fn checksum(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
+/// Catches corruption and casual edits (a cursor is a position, not a secret).
+fn checksum(body: &str) -> u32 {
+    stable_hash([body]) as u32
 }
 
 /// A time bound: RFC 3339, or a duration back from `now` (`2h`, `7d`).
@@ -153,14 +153,7 @@ impl Query {
                 "kind" => q.kind = text()?,
                 "name" => q.name = text()?,
                 "reason" => q.reason = text()?,
-                "type" => {
-                    if value != "Normal" && value != "Warning" {
-                        return Err(invalid(format!(
-                            "type must be Normal or Warning, not `{value}`"
-                        )));
-                    }
-                    q.type_ = Some(value.clone());
-                }
+                "type" => q.type_ = Some(value.parse().map_err(InvalidQuery)?),
                 "since" => q.since = Some(parse_time("since", value, now)?),
                 "until" => q.until = Some(parse_time("until", value, now)?),
                 "limit" => {
@@ -201,7 +194,7 @@ impl Query {
             && eq(&self.kind, &e.regarding.kind)
             && eq(&self.name, &e.regarding.name)
             && eq(&self.reason, &e.reason)
-            && eq(&self.type_, &e.type_)
+            && self.type_.is_none_or(|t| t == e.type_)
     }
 }
 
@@ -286,73 +279,4 @@ impl Archive {
         }
         Ok(page)
     }
-}
-
-/// How long ago, the way kubectl prints it: `45s`, `12m`, `3h`, `2d`.
-pub fn age(since: Timestamp, now: Timestamp) -> String {
-    let secs = now.duration_since(since).as_secs().max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7_200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3_600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
-/// The page as an aligned text table like `kubectl get events` (NAMESPACE first when the
-/// query spans namespaces, as with `-A`).
-pub fn table(page: &Page, with_namespace: bool, now: Timestamp) -> String {
-    use std::fmt::Write;
-    let mut rows: Vec<Vec<String>> = vec![
-        [
-            "NAMESPACE",
-            "LAST SEEN",
-            "TYPE",
-            "REASON",
-            "OBJECT",
-            "MESSAGE",
-            "COUNT",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
-    for e in &page.items {
-        rows.push(vec![
-            e.namespace.clone(),
-            age(e.last_seen, now),
-            e.type_.clone(),
-            e.reason.clone(),
-            format!("{}/{}", e.regarding.kind.to_lowercase(), e.regarding.name),
-            e.message.replace(['\n', '\r', '\t'], " "),
-            e.count.to_string(),
-        ]);
-    }
-    if !with_namespace {
-        for row in &mut rows {
-            row.remove(0);
-        }
-    }
-    let columns = rows[0].len();
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if c + 1 < columns {
-                line.extend(std::iter::repeat_n(
-                    ' ',
-                    widths[c] - cell.chars().count() + 3,
-                ));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    if let Some(cursor) = &page.next_cursor {
-        let _ = writeln!(out, "# more: add cursor={} to the query", cursor.encode());
-    }
-    out
 }

@@ -2,9 +2,7 @@
 //! length-prefixed strings (the uid first). No field names, no managedFields: a typical event fits in a few
 //! hundred bytes, under the ~950 B at which redb packs four records per page.
 
-use jiff::Timestamp;
-
-use crate::event::{Event, ObjectRef};
+use crate::event::{Event, EventType, ObjectRef, from_micros, micros};
 
 const VERSION: u8 = 1;
 
@@ -12,15 +10,6 @@ const VERSION: u8 = 1;
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt archive record: {0}")]
 pub struct CorruptRecord(&'static str);
-
-/// Microseconds since the Unix epoch, clamped at 0: the time key of every index.
-pub fn micros(t: Timestamp) -> u64 {
-    u64::try_from(t.as_microsecond()).unwrap_or(0)
-}
-
-fn from_micros(us: u64) -> Timestamp {
-    Timestamp::from_microsecond(i64::try_from(us).unwrap_or(i64::MAX)).unwrap_or(Timestamp::MAX)
-}
 
 fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -42,7 +31,7 @@ pub fn encode(e: &Event, buf: &mut Vec<u8>) {
     put_varint(buf, micros(e.last_seen));
     put_varint(buf, e.count);
     let r = &e.regarding;
-    for s in [
+    let fields: [&str; 17] = [
         &e.uid,
         &e.namespace,
         &e.name,
@@ -54,13 +43,14 @@ pub fn encode(e: &Event, buf: &mut Vec<u8>) {
         &r.api_version,
         &r.field_path,
         &e.reason,
-        &e.type_,
+        e.type_.as_str(),
         &e.message,
         &e.source,
         &e.host,
         &e.reporting_instance,
         &e.action,
-    ] {
+    ];
+    for s in fields {
         put_str(buf, s);
     }
 }
@@ -138,7 +128,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CorruptRecord> {
             field_path: r.string()?,
         },
         reason: r.string()?,
-        type_: r.string()?,
+        // Records of earlier versions may hold other types; Kubernetes knows only these two.
+        type_: if r.str()? == "Warning" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         message: r.string()?,
         source: r.string()?,
         host: r.string()?,
@@ -166,7 +161,7 @@ pub(crate) mod tests {
                 field_path: "spec.containers{api}".into(),
             },
             reason: "BackOff".into(),
-            type_: "Warning".into(),
+            type_: EventType::Warning,
             message: "Back-off restarting failed container api in pod api-7f9c-x2_shop(1a3d1fa7)"
                 .into(),
             count: 7,

@@ -6,8 +6,10 @@
 
 use redb::TableDefinition;
 
-use super::record::micros;
-use crate::event::Event;
+use crate::{
+    event::{Event, micros},
+    util::hash::stable_hash,
+};
 
 /// The layout version, in [`META`]; a file of another layout is refused at open.
 pub const SCHEMA_VERSION: u64 = 2;
@@ -31,7 +33,7 @@ pub const BY_OBJECT: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new
 pub const BY_REASON: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("by_reason");
 
 /// The occurrence ledger of events whose record does not carry it (rate limited, or an update
-/// dropped): seq → (uid key, see [`crate::pipeline::ledger::uid_key`]; last seen count; last
+/// dropped): seq → (uid key, see [`crate::event::uid_key`]; last seen count; last
 /// sighting in unix seconds; the last occurrence in µs its record is indexed under, or 0 when
 /// not archived). Committed with the records, so a restart neither recounts nor loses.
 pub const LEDGER: TableDefinition<u64, (u128, u64, u64, u64)> = TableDefinition::new("ledger");
@@ -42,26 +44,14 @@ pub const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("check
 /// `schema` (the layout version) and `next_seq`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// FNV-1a over `parts`, each ended by a byte no UTF-8 string has: stable across versions and
-/// processes (unlike `std`'s randomly keyed hasher).
-fn fnv(parts: &[&str]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325_u64;
-    for part in parts {
-        for b in part.bytes().chain([0xff]) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
 /// The involved object's key in [`BY_OBJECT`].
 pub fn object_key(namespace: &str, kind: &str, name: &str) -> u64 {
-    fnv(&[namespace, kind, name])
+    stable_hash([namespace, kind, name])
 }
 
 /// A namespace's or reason's key in [`BY_NAMESPACE`] / [`BY_REASON`].
 pub fn name_key(s: &str) -> u64 {
-    fnv(&[s])
+    stable_hash([s])
 }
 
 /// Where one version of a record is indexed.

@@ -6,10 +6,11 @@
 
 use std::{
     mem,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -17,9 +18,11 @@ use tracing::{info, warn};
 use super::{
     Archive, Batch, LedgerEntry,
     limits::{ArchiveLimiter, Denied},
-    record::micros,
 };
-use crate::{event::Event, metrics::Metrics};
+use crate::{
+    event::{Event, micros},
+    metrics::{ArchiveDrop, Metrics},
+};
 
 /// Commit at least this often: an event is durable within about a second.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,12 +47,23 @@ struct Pending {
 }
 
 impl Pending {
-    fn lock(&self) -> MutexGuard<'_, Batch> {
-        // Every update is a complete map operation: a panicked holder leaves a usable batch.
-        self.batch
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Batch> {
+        self.batch.lock()
     }
+}
+
+/// One sighting of an event with new occurrences, as the pipeline hands it to the archive.
+#[derive(Clone, Copy, Debug)]
+pub struct Sighting<'a> {
+    pub event: &'a Event,
+    /// The event's sequence number: its key in the archive.
+    pub seq: u64,
+    /// Its uid key (see [`crate::event::uid_key`]), for the ledger table.
+    pub key: u128,
+    /// The last occurrence (µs) its archived record is indexed under; `None`: not archived.
+    pub indexed_at: Option<u64>,
+    /// When it was seen, in unix seconds.
+    pub seen_at: u64,
 }
 
 /// The pipeline's side of the archive: never blocks on the disk.
@@ -60,32 +74,24 @@ pub struct ArchiveSink {
 }
 
 impl ArchiveSink {
-    /// Queues `event` under its `seq` for the next commit; if its record is not written, its
-    /// ledger entry (uid key `key`) instead. `archived` is the last occurrence its record is
-    /// indexed under, if it is archived; a new record must pass the rate limits. Returns where
-    /// the record is (or will be) indexed. A dropped record still leaves its ledger entry, so it
-    /// is never counted twice.
-    pub fn write(
-        &self,
-        seq: u64,
-        key: u128,
-        event: &Event,
-        archived: Option<u64>,
-        touched: u64,
-    ) -> Option<u64> {
-        let admitted = archived.is_some()
-            || match self.limiter.admit(&event.namespace) {
+    /// Queues the sighting's record for the next commit; if its record is not written, its
+    /// ledger entry instead. A new record must pass the rate limits. Returns where the record is
+    /// (or will be) indexed. A dropped record still leaves its ledger entry, so it is never
+    /// counted twice.
+    pub fn write(&self, s: Sighting<'_>) -> Option<u64> {
+        let admitted = s.indexed_at.is_some()
+            || match self.limiter.admit(&s.event.namespace) {
                 Ok(()) => true,
                 Err(Denied::Namespace | Denied::Global) => {
-                    self.metrics.archive.dropped_rate_limited.inc();
+                    self.metrics.archive_dropped(ArchiveDrop::RateLimited, 1);
                     false
                 }
             };
         let mut batch = self.pending.lock();
         let queued = if admitted {
-            let queued = batch.put(seq, event, archived, MAX_PENDING);
+            let queued = batch.put(s.seq, s.event, s.indexed_at, MAX_PENDING);
             if queued.is_none() {
-                self.metrics.archive.dropped_queue_full.inc();
+                self.metrics.archive_dropped(ArchiveDrop::QueueFull, 1);
             }
             queued
         } else {
@@ -94,26 +100,23 @@ impl ArchiveSink {
         if queued.is_none() {
             // The record does not carry this sighting: the ledger table must.
             batch.ledger.insert(
-                seq,
+                s.seq,
                 LedgerEntry {
-                    key,
-                    count: event.count,
-                    touched,
-                    archived,
+                    key: s.key,
+                    count: s.event.count,
+                    touched: s.seen_at,
+                    archived: s.indexed_at,
                 },
             );
         }
-        batch.next_seq = batch.next_seq.max(seq + 1);
-        let full = batch.record_count() >= COMMIT_BATCH;
-        self.metrics
-            .archive
-            .pending
-            .set(batch.record_count() as i64);
+        batch.next_seq = batch.next_seq.max(s.seq + 1);
+        let waiting = batch.record_count();
         drop(batch);
-        if full {
+        self.metrics.archive_pending(waiting);
+        if waiting >= COMMIT_BATCH {
             self.pending.flush.notify_one();
         }
-        queued.or(archived)
+        queued.or(s.indexed_at)
     }
 
     /// The event is gone from the API server (or expired from the ledger): drop its ledger
@@ -185,6 +188,8 @@ pub fn channel(
         metrics,
         settings,
     };
+    writer.metrics.archive_size_cap(settings.max_bytes);
+    writer.report_size();
     (sink, writer)
 }
 
@@ -211,7 +216,7 @@ impl ArchiveWriter {
     async fn flush(&mut self) {
         let mut batch = self.spare.take().unwrap_or_default();
         mem::swap(&mut *self.pending.lock(), &mut batch);
-        self.metrics.archive.pending.set(0);
+        self.metrics.archive_pending(0);
         if batch.is_empty() {
             self.spare = Some(batch);
             return;
@@ -235,20 +240,23 @@ impl ArchiveWriter {
         match result {
             Ok(written) => {
                 self.metrics
-                    .archive
-                    .commit_duration
-                    .observe(started.elapsed().as_secs_f64());
-                self.metrics.archive.writes.inc_by(written as u64);
+                    .archive_committed(started.elapsed().as_secs_f64());
+                self.metrics.archive_written(written);
             }
             Err(e) => {
-                self.metrics.archive.dropped_error.inc_by(records);
-                self.metrics.archive.errors.inc();
+                self.metrics.archive_dropped(ArchiveDrop::Error, records);
+                self.metrics.archive_failed(e.kind());
                 warn!(error = %e, records, "Archive commit failed; batch dropped.");
             }
         }
     }
 
     /// Deletes what retention and the size cap say must go, in short transactions.
+    fn report_size(&self) {
+        self.metrics
+            .archive_size(self.archive.file_bytes(), self.archive.record_count().ok());
+    }
+
     async fn sweep(&self) {
         let archive = self.archive.clone();
         let settings = self.settings;
@@ -256,25 +264,13 @@ impl ArchiveWriter {
             tokio::task::spawn_blocking(move || sweep(&archive, settings, jiff::Timestamp::now()))
                 .await;
         match result.map_err(Into::into).and_then(|r| r) {
-            Ok(swept) => {
-                self.metrics
-                    .archive
-                    .deleted_retention
-                    .inc_by(swept.retention as u64);
-                self.metrics.archive.deleted_size.inc_by(swept.size as u64);
-            }
+            Ok(swept) => self.metrics.archive_deleted(swept.retention, swept.size),
             Err(e) => {
-                self.metrics.archive.errors.inc();
+                self.metrics.archive_failed(e.kind());
                 warn!(error = %e, "Archive sweep failed.");
             }
         }
-        self.metrics
-            .archive
-            .size_bytes
-            .set(self.archive.file_bytes() as i64);
-        if let Ok(n) = self.archive.record_count() {
-            self.metrics.archive.records.set(n as i64);
-        }
+        self.report_size();
     }
 }
 

@@ -2,40 +2,9 @@
 //! of new occurrences it stands for. It holds every live event of the cluster, so an entry is
 //! kept small: the uid as 128 bits, times in seconds, 40 bytes in all.
 
-use std::{
-    collections::HashMap,
-    hash::{BuildHasherDefault, Hasher},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-/// An event's identity in the ledger and the archive: a uid, which the API server makes a UUID,
-/// as its 128 bits; any other uid (a replay file's `<namespace>/<name>`) as its 128-bit FNV-1a
-/// hash.
-pub fn uid_key(uid: &str) -> u128 {
-    parse_uuid(uid).unwrap_or_else(|| {
-        let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-        for b in uid.bytes() {
-            h = (h ^ u128::from(b)).wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
-        }
-        h
-    })
-}
-
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex digits, any case) as a number.
-fn parse_uuid(s: &str) -> Option<u128> {
-    let b = s.as_bytes();
-    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
-        return None;
-    }
-    let mut v: u128 = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            continue;
-        }
-        v = (v << 4) | u128::from(char::from(c).to_digit(16)?);
-    }
-    Some(v)
-}
+use crate::{archive::LedgerEntry, event::uid_key, util::hash::FastMap};
 
 /// The map key: a uid key as two words, so an entry needs 8-byte alignment, not 16.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,27 +13,6 @@ struct Key(u64, u64);
 impl From<u128> for Key {
     fn from(k: u128) -> Self {
         Self((k >> 64) as u64, k as u64)
-    }
-}
-
-/// Uid keys are random bits (UUIDs) or hashes already: a multiply-fold of their two words (as
-/// rustc's FxHash does) spreads them well enough, at a fraction of SipHash's cost.
-#[derive(Clone, Copy, Debug, Default)]
-struct FoldHasher(u64);
-
-impl Hasher for FoldHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(b.into());
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -86,8 +34,8 @@ struct Entry {
 pub struct Observation {
     /// New occurrences: all of them for an unknown uid, the increase for a known one.
     pub occurrences: u64,
-    /// Where the event's record is indexed, if it is archived.
-    pub archived: Option<u64>,
+    /// The last occurrence (µs) its record is indexed under, if it is archived.
+    pub indexed_at: Option<u64>,
     /// The event's sequence number, given at its first sighting.
     pub seq: u64,
     /// The event's uid key.
@@ -98,7 +46,7 @@ pub struct Observation {
 /// deleted, or when it has not been seen for `ttl` (a deletion missed during a gap).
 #[derive(Debug)]
 pub struct Ledger {
-    entries: HashMap<Key, Entry, BuildHasherDefault<FoldHasher>>,
+    entries: FastMap<Key, Entry>,
     /// In whole seconds (at least one).
     ttl: u32,
     /// The clock's zero lies `ttl` before the ledger was made, so every restored entry (last
@@ -115,7 +63,7 @@ impl Ledger {
     /// An empty ledger that numbers new events from `next_seq` on.
     pub fn new(ttl: Duration, next_seq: u64) -> Self {
         Self {
-            entries: HashMap::default(),
+            entries: FastMap::default(),
             ttl: secs(ttl).max(1),
             created: Instant::now(),
             next_seq,
@@ -139,7 +87,7 @@ impl Ledger {
             entry.count = entry.count.max(count);
             Observation {
                 occurrences: occurrences.into(),
-                archived: (entry.archived != 0).then_some(entry.archived),
+                indexed_at: (entry.archived != 0).then_some(entry.archived),
                 seq: entry.seq,
                 key,
             }
@@ -157,16 +105,11 @@ impl Ledger {
             );
             Observation {
                 occurrences: count.into(),
-                archived: None,
+                indexed_at: None,
                 seq,
                 key,
             }
         }
-    }
-
-    /// Makes room for `n` more entries (a restore) without growing step by step.
-    pub fn reserve(&mut self, n: usize) {
-        self.entries.reserve(n);
     }
 
     /// The event's record is (queued to be) indexed under last occurrence `at` µs.
@@ -176,28 +119,43 @@ impl Ledger {
         }
     }
 
-    /// Puts back an entry from the archive, last seen `age` ago; entries older than the ttl
-    /// are not restored. Returns whether it was.
+    /// The ledger as the archive left it, numbering new events from `next_seq` on. Entries
+    /// unseen for longer than the ttl (`touched` is in unix seconds, `now_secs` the present) are
+    /// not restored; their seqs are returned so the archive can forget them too.
     pub fn restore(
-        &mut self,
-        seq: u64,
-        key: u128,
-        count: u64,
-        archived: Option<u64>,
-        age: Duration,
-        now: Instant,
-    ) -> bool {
+        ttl: Duration,
+        next_seq: u64,
+        entries: Vec<(u64, LedgerEntry)>,
+        now_secs: u64,
+    ) -> (Self, Vec<u64>) {
+        let mut ledger = Self::new(ttl, next_seq);
+        // Sized once: growing a million-entry table on the way holds the old and the new at once.
+        ledger.entries.reserve(entries.len());
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        for (seq, entry) in entries {
+            let age = Duration::from_secs(now_secs.saturating_sub(entry.touched));
+            if !ledger.put_back(seq, &entry, age, now) {
+                expired.push(seq);
+            }
+        }
+        (ledger, expired)
+    }
+
+    /// Puts back an entry last seen `age` ago; entries older than the ttl are not put back.
+    /// Returns whether it was.
+    fn put_back(&mut self, seq: u64, entry: &LedgerEntry, age: Duration, now: Instant) -> bool {
         self.next_seq = self.next_seq.max(seq + 1);
         if secs(age) >= self.ttl {
             return false;
         }
         self.entries.insert(
-            Key::from(key),
+            Key::from(entry.key),
             Entry {
                 seq,
-                count: u32::try_from(count).unwrap_or(u32::MAX),
+                count: u32::try_from(entry.count).unwrap_or(u32::MAX),
                 touched: self.clock(now) - secs(age),
-                archived: archived.map_or(0, |t| t.max(1)),
+                archived: entry.archived.map_or(0, |t| t.max(1)),
             },
         );
         true
@@ -280,16 +238,30 @@ mod tests {
     #[test]
     fn restored_entries_keep_counts_and_archived_state() {
         let t = Instant::now();
-        let mut l = Ledger::new(Duration::from_secs(60), 0);
-        assert!(l.restore(7, uid_key("a"), 5, Some(3), Duration::from_secs(10), t));
-        assert!(!l.restore(9, uid_key("stale"), 5, Some(3), Duration::from_secs(60), t));
+        let now_secs = 1_000_000;
+        let entry = |uid, touched| LedgerEntry {
+            key: uid_key(uid),
+            count: 5,
+            touched,
+            archived: Some(3),
+        };
+        let (mut l, expired) = Ledger::restore(
+            Duration::from_secs(60),
+            0,
+            vec![
+                (7, entry("a", now_secs - 10)),
+                (9, entry("stale", now_secs - 60)),
+            ],
+            now_secs,
+        );
+        assert_eq!(expired, [9]);
         // Restored as seen 10 s ago: still there 49 s later, gone after 50.
         assert!(l.sweep(t + Duration::from_secs(49)).is_empty());
         assert_eq!(
             l.observe("a", 7, t),
             Observation {
                 occurrences: 2,
-                archived: Some(3),
+                indexed_at: Some(3),
                 seq: 7,
                 key: uid_key("a"),
             }
@@ -299,36 +271,10 @@ mod tests {
             l.observe("stale", 5, t),
             Observation {
                 occurrences: 5,
-                archived: None,
+                indexed_at: None,
                 seq: 10,
                 key: uid_key("stale"),
             }
-        );
-    }
-
-    #[test]
-    fn uuids_are_their_bits_and_other_uids_hash() {
-        assert_eq!(
-            uid_key("3eb13b90-4668-4257-bdd6-40fb06671ad1"),
-            0x3eb1_3b90_4668_4257_bdd6_40fb_0667_1ad1
-        );
-        assert_eq!(
-            uid_key("3EB13B90-4668-4257-BDD6-40FB06671AD1"),
-            uid_key("3eb13b90-4668-4257-bdd6-40fb06671ad1")
-        );
-        for not_uuid in [
-            "ns/name",
-            "3eb13b90-4668-4257-bdd6-40fb06671adz",
-            "3eb13b90+4668-4257-bdd6-40fb06671ad1",
-            "",
-        ] {
-            assert_eq!(parse_uuid(not_uuid), None, "{not_uuid}");
-        }
-        assert_ne!(uid_key("ns/a"), uid_key("ns/b"));
-        assert_eq!(
-            uid_key("ns/a"),
-            uid_key("ns/a"),
-            "stable: the archive stores it"
         );
     }
 }

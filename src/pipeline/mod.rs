@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     alerting::Alerting,
-    archive::writer::ArchiveSink,
-    event::Event,
+    archive::writer::{ArchiveSink, Sighting},
+    event::{Event, unix_secs},
     health::Health,
     metrics::{EventCounters, Metrics},
     rules::Rules,
@@ -60,8 +60,8 @@ impl Pipeline {
             rx,
             ledger,
             namespaces,
+            counters: EventCounters::new(&metrics),
             metrics,
-            counters: EventCounters::default(),
             health,
             unsynced: streams,
             archive: consumers.archive,
@@ -84,7 +84,7 @@ impl Pipeline {
                         self.archive.forget(seq);
                     }
                     self.archive.housekeep();
-                    self.metrics.ledger_entries.set(self.ledger.len() as i64);
+                    self.metrics.ledger_size(self.ledger.len());
                 }
                 () = shutdown.cancelled() => return Ok(()),
             }
@@ -98,7 +98,7 @@ impl Pipeline {
                 if let Some(seq) = self.ledger.forget(&uid) {
                     self.archive.forget(seq);
                 }
-                self.metrics.ledger_entries.set(self.ledger.len() as i64);
+                self.metrics.ledger_size(self.ledger.len());
             }
             SourceMsg::Checkpoint {
                 stream,
@@ -115,40 +115,38 @@ impl Pipeline {
 
     fn apply(&mut self, event: &Event) {
         if !self.namespaces.is_empty() && !self.namespaces.contains(&event.namespace) {
-            self.metrics.skipped_filtered.inc();
+            self.metrics.occurrence_filtered();
             return;
         }
         let decision = self.rules.decide(event);
         if decision.drop {
-            self.metrics.skipped_filtered.inc();
+            self.metrics.occurrence_filtered();
             return;
         }
         let seen = self.ledger.observe(&event.uid, event.count, Instant::now());
-        self.metrics.ledger_entries.set(self.ledger.len() as i64);
+        self.metrics.ledger_size(self.ledger.len());
         if seen.occurrences == 0 {
-            self.metrics.skipped_duplicate.inc();
+            self.metrics.occurrence_duplicate();
             return;
         }
-        self.counters
-            .get(&self.metrics.events, event)
-            .inc_by(seen.occurrences);
-        let now_secs = jiff::Timestamp::now().as_second().unsigned_abs();
-        let archived = self
-            .archive
-            .write(seen.seq, seen.key, event, seen.archived, now_secs);
-        if archived != seen.archived {
-            self.ledger.set_archived(seen.key, archived);
+        self.counters.add(event, seen.occurrences);
+        let indexed_at = self.archive.write(Sighting {
+            event,
+            seq: seen.seq,
+            key: seen.key,
+            indexed_at: seen.indexed_at,
+            seen_at: unix_secs(jiff::Timestamp::now()),
+        });
+        if indexed_at != seen.indexed_at {
+            self.ledger.set_archived(seen.key, indexed_at);
         }
         if let Some(alerting) = &self.alerting {
             if decision.alert {
                 alerting.occurrence(event, &decision);
             } else if event.is_warning() {
-                self.metrics.alerting.skipped_rule.inc();
+                self.metrics.alert_skipped_by_rule();
             }
         }
-        let last = event.last_seen.as_millisecond() as f64 / 1000.0;
-        if last > self.metrics.last_event_timestamp.get() {
-            self.metrics.last_event_timestamp.set(last);
-        }
+        self.metrics.occurrence_at(event.last_seen);
     }
 }

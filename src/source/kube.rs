@@ -8,7 +8,7 @@
 //! Requests are kube-rs's own, sent through its `Client`; the bytes that come back are decoded
 //! by [`super::wire`], which reads only the fields the exporter uses.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{fmt, path::Path, str::FromStr, sync::Arc, time::Duration};
 
 use futures::AsyncBufReadExt;
 use jiff::Timestamp;
@@ -16,37 +16,127 @@ use k8s_openapi::api::{core::v1 as core, events::v1 as events};
 use kube::{
     Client, Resource,
     api::{ListParams, WatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
     core::Request,
 };
-use tokio::{sync::mpsc, task::JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{
-    SourceMsg,
+    Checkpoints, SourceContext, SourceMsg,
     wire::{self, Shape, WatchItem},
 };
-use crate::{config::EventsApi, health::Health, metrics::Metrics};
+use crate::util::backoff::Backoff;
+
+/// Which Kubernetes API serves the Events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventsApi {
+    /// `events.k8s.io/v1`: `regarding`, `note`, `series`.
+    EventsV1,
+    /// core `v1`: `involvedObject`, `message`, `count`.
+    CoreV1,
+}
+
+impl FromStr for EventsApi {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "events.k8s.io/v1" => Ok(Self::EventsV1),
+            "v1" => Ok(Self::CoreV1),
+            _ => Err("expected `events.k8s.io/v1` or `v1`".to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for EventsApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::EventsV1 => "events.k8s.io/v1",
+            Self::CoreV1 => "v1",
+        })
+    }
+}
+
+/// What to watch and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubeSettings {
+    pub api: EventsApi,
+    /// Empty: all namespaces.
+    pub namespaces: Vec<String>,
+    /// Server-side timeout of one watch request.
+    pub watch_timeout: Duration,
+}
+
+/// Why no Kubernetes client could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The kubeconfig file given could not be read or used.
+    #[error("{0}")]
+    KubeconfigRejected(#[source] anyhow::Error),
+    /// The context given is not in the kubeconfig, or cannot be used.
+    #[error("{0}")]
+    ContextRejected(#[source] anyhow::Error),
+    /// Nothing given and nothing found (no kubeconfig, not in a cluster).
+    #[error("no Kubernetes credentials found (kubeconfig or in-cluster): {0}")]
+    NoCredentials(#[source] anyhow::Error),
+}
+
+/// A client from `kubeconfig` (else kube's inference: `$KUBECONFIG`, `~/.kube/config`,
+/// in-cluster) and `context`, with timeouts that suit long watches.
+pub async fn connect(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    watch_timeout: Duration,
+) -> Result<Client, ConnectError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let rejected = |e: anyhow::Error| {
+        if context.is_some() {
+            ConnectError::ContextRejected(e)
+        } else {
+            ConnectError::KubeconfigRejected(e)
+        }
+    };
+    let mut config = if let Some(path) = kubeconfig {
+        let kubeconfig =
+            Kubeconfig::read_from(path).map_err(|e| ConnectError::KubeconfigRejected(e.into()))?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| rejected(e.into()))?
+    } else if context.is_some() {
+        kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| ConnectError::ContextRejected(e.into()))?
+    } else {
+        kube::Config::infer()
+            .await
+            .map_err(|e| ConnectError::NoCredentials(e.into()))?
+    };
+    // A watch answers within its timeoutSeconds; a read that takes longer is a dead connection.
+    config.read_timeout = Some(watch_timeout + STALL_MARGIN);
+    // kube's built-in retry (15 attempts, delays up to 1000s) would hide an outage from the
+    // health check; every stream retries with its own backoff and reports failures.
+    config.default_retry = false;
+    Client::try_from(config).map_err(|e| ConnectError::NoCredentials(e.into()))
+}
 
 /// Page size of the initial list: what kube-rs and kubectl use.
 const LIST_PAGE_SIZE: u32 = 500;
 
 /// How long past its `timeoutSeconds` a silent watch is given before it counts as stalled:
 /// kube-rs's own margin.
-pub const STALL_MARGIN: Duration = Duration::from_secs(5);
+const STALL_MARGIN: Duration = Duration::from_secs(5);
 
 /// Watches Events through the Kubernetes API.
 pub struct KubeSource {
     client: Client,
-    api: EventsApi,
-    /// Empty: all namespaces.
-    namespaces: Vec<String>,
-    watch_timeout: Duration,
-    /// Stream name → the resourceVersion it had reached before a restart.
-    resume: HashMap<String, String>,
-    tx: mpsc::Sender<SourceMsg>,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    settings: KubeSettings,
+    /// Where each stream had got to before a restart.
+    resume: Checkpoints,
+    ctx: SourceContext,
 }
 
 /// The name of the stream watching `namespace` (all when `None`): its checkpoint key.
@@ -58,43 +148,35 @@ pub fn stream_name(namespace: Option<&str>) -> String {
 }
 
 impl KubeSource {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
-        api: EventsApi,
-        namespaces: Vec<String>,
-        watch_timeout: Duration,
-        resume: HashMap<String, String>,
-        tx: mpsc::Sender<SourceMsg>,
-        metrics: Arc<Metrics>,
-        health: Arc<Health>,
+        settings: KubeSettings,
+        resume: Checkpoints,
+        ctx: SourceContext,
     ) -> Self {
         Self {
             client,
-            api,
-            namespaces,
-            watch_timeout,
+            settings,
             resume,
-            tx,
-            metrics,
-            health,
+            ctx,
         }
     }
 
     /// How many streams report `Synced`: the pipeline is ready once all have.
     pub fn stream_count(&self) -> usize {
-        self.namespaces.len().max(1)
+        self.settings.namespaces.len().max(1)
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let scopes: Vec<Option<String>> = if self.namespaces.is_empty() {
+        let scopes: Vec<Option<String>> = if self.settings.namespaces.is_empty() {
             vec![None]
         } else {
-            self.namespaces.iter().cloned().map(Some).collect()
+            self.settings.namespaces.iter().cloned().map(Some).collect()
         };
+        info!(api = %self.settings.api, streams = scopes.len(), "Watching events.");
         let mut streams = JoinSet::new();
         for namespace in scopes {
-            let (shape, url_path) = match self.api {
+            let (shape, url_path) = match self.settings.api {
                 EventsApi::CoreV1 => (
                     Shape::CoreV1,
                     core::Event::url_path(&(), namespace.as_deref()),
@@ -111,10 +193,8 @@ impl KubeSource {
                 client: self.client.clone(),
                 request: Request::new(url_path),
                 shape,
-                watch_timeout: self.watch_timeout,
-                tx: self.tx.clone(),
-                metrics: self.metrics.clone(),
-                health: self.health.clone(),
+                watch_timeout: self.settings.watch_timeout,
+                ctx: self.ctx.clone(),
                 backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
                 synced: false,
                 failing: false,
@@ -164,9 +244,7 @@ struct WatchStream {
     request: Request,
     shape: Shape,
     watch_timeout: Duration,
-    tx: mpsc::Sender<SourceMsg>,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    ctx: SourceContext,
     backoff: Backoff,
     synced: bool,
     /// Whether `health` currently holds this stream as failing.
@@ -198,7 +276,7 @@ impl WatchStream {
                 Err(StreamError::PipelineGone) => return,
                 Err(StreamError::Expired) => {
                     resource_version = None;
-                    self.metrics.watch_gaps.inc();
+                    self.ctx.metrics.watch_gap();
                     warn!(stream = %self.name, "Watch expired (410 Gone); relisting, events may have been missed.");
                     Some(self.backoff.next_delay())
                 }
@@ -208,7 +286,7 @@ impl WatchStream {
                     Some(self.backoff.next_delay())
                 }
             };
-            self.metrics.watch_restarts.inc();
+            self.ctx.metrics.watch_restarted();
             if let Some(delay) = delay {
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -252,7 +330,7 @@ impl WatchStream {
     }
 
     fn skip_undecodable(&self, e: &serde_json::Error) {
-        self.metrics.decode_errors.inc();
+        self.ctx.metrics.record_undecodable();
         warn!(stream = %self.name, error = %e, "Skipped an undecodable Event.");
     }
 
@@ -304,14 +382,7 @@ impl WatchStream {
                     continue;
                 }
             };
-            let counters = &self.metrics.watch_events;
-            match &item {
-                WatchItem::Added(_) => counters.added.inc(),
-                WatchItem::Modified(_) => counters.modified.inc(),
-                WatchItem::Deleted(_) => counters.deleted.inc(),
-                WatchItem::Bookmark { .. } => counters.bookmark.inc(),
-                WatchItem::Error { .. } => counters.error.inc(),
-            };
+            self.ctx.metrics.watch_event(item.kind());
             match item {
                 WatchItem::Added(event) | WatchItem::Modified(event) => {
                     *resource_version = Some(event.resource_version.clone());
@@ -350,7 +421,8 @@ impl WatchStream {
     }
 
     async fn send(&self, msg: SourceMsg) -> Result<(), StreamError> {
-        self.tx
+        self.ctx
+            .tx
             .send(msg)
             .await
             .map_err(|_| StreamError::PipelineGone)
@@ -360,67 +432,10 @@ impl WatchStream {
         if failing != self.failing {
             self.failing = failing;
             if failing {
-                self.health.stream_failed(&self.name);
+                self.ctx.health.stream_failed(&self.name);
             } else {
-                self.health.stream_ok(&self.name);
+                self.ctx.health.stream_ok(&self.name);
             }
         }
-    }
-}
-
-/// Exponential backoff with full jitter in the upper half: delays of
-/// `[d/2, d]` where `d = min(max, base * 2^attempt)`.
-#[derive(Debug)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            attempt: 0,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        ceiling / 2 + ceiling.mul_f64(jitter() / 2.0)
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-/// A cheap uniform value in `[0, 1)`; backoff needs spread, not cryptographic randomness.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(u64::from(std::process::id()));
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let first = b.next_delay();
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        let delays: Vec<_> = (0..10).map(|_| b.next_delay()).collect();
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
-        assert!(delays[9] >= Duration::from_millis(500));
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 }

@@ -2,23 +2,20 @@
 //! (`kubectl get events -o json` lists, `-w` and `--output-watch-events` streams, JSON lines,
 //! both API versions). A malformed record is logged, counted and skipped.
 
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::{
-    io::{AsyncBufRead, AsyncBufReadExt, BufReader},
-    sync::mpsc,
-};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{
-    SourceMsg,
-    wire::{RawEvent, Shape},
+    SourceContext, SourceMsg,
+    wire::{RawEvent, Shape, WatchItem},
 };
-use crate::{event::Event, metrics::Metrics};
+use crate::event::Event;
 
 /// Why a record was skipped.
 #[derive(Debug, thiserror::Error)]
@@ -44,29 +41,22 @@ pub enum DecodeError {
 /// One decoded record.
 #[derive(Debug)]
 pub enum Record {
-    /// An Event object; `watch_type` is `ADDED` or `MODIFIED` when it came in a watch event.
-    Applied {
-        event: Box<Event>,
-        watch_type: Option<&'static str>,
-    },
-    Deleted {
-        uid: String,
-    },
-    /// A watch event that carries no Event (`BOOKMARK`, `ERROR`), by type.
-    Other(&'static str),
+    /// A bare Event object, or an item of a List.
+    Listed(Box<Event>),
+    /// A watch event, as a watch stream would deliver it.
+    Watch(Box<WatchItem>),
 }
 
 /// Reads the input to its end, then reports `Synced` and returns; the app keeps serving.
 pub struct ReplaySource {
     input: Option<PathBuf>,
-    tx: mpsc::Sender<SourceMsg>,
-    metrics: Arc<Metrics>,
+    ctx: SourceContext,
 }
 
 impl ReplaySource {
     /// `input` `None` reads stdin.
-    pub fn new(input: Option<PathBuf>, tx: mpsc::Sender<SourceMsg>, metrics: Arc<Metrics>) -> Self {
-        Self { input, tx, metrics }
+    pub fn new(input: Option<PathBuf>, ctx: SourceContext) -> Self {
+        Self { input, ctx }
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -85,7 +75,7 @@ impl ReplaySource {
                 let (records, errors) = res?;
                 info!(input = %name, records, errors, "Replay input read.");
                 // The pipeline may already be gone on shutdown; nothing is lost then.
-                let _ = self.tx.send(SourceMsg::Synced).await;
+                let _ = self.ctx.tx.send(SourceMsg::Synced).await;
             }
             () = shutdown.cancelled() => {}
         }
@@ -125,7 +115,7 @@ impl ReplaySource {
                         }
                         Err(e) => {
                             errors += 1;
-                            self.metrics.decode_errors.inc();
+                            self.ctx.metrics.record_undecodable();
                             warn!(error = %e, "Skipped a malformed replay record.");
                         }
                     }
@@ -139,30 +129,21 @@ impl ReplaySource {
 
     /// Sends one record on; false once the pipeline is gone.
     async fn forward(&self, record: Record) -> bool {
-        let w = &self.metrics.watch_events;
         let msg = match record {
-            Record::Applied { event, watch_type } => {
-                match watch_type {
-                    Some("ADDED") => w.added.inc(),
-                    Some(_) => w.modified.inc(),
-                    None => 0,
-                };
-                SourceMsg::Applied(event)
-            }
-            Record::Deleted { uid } => {
-                w.deleted.inc();
-                SourceMsg::Deleted { uid }
-            }
-            Record::Other(kind) => {
-                if kind == "BOOKMARK" {
-                    w.bookmark.inc();
-                } else {
-                    w.error.inc();
+            Record::Listed(event) => SourceMsg::Applied(event),
+            Record::Watch(item) => {
+                self.ctx.metrics.watch_event(item.kind());
+                match *item {
+                    WatchItem::Added(event) | WatchItem::Modified(event) => {
+                        SourceMsg::Applied(Box::new(event))
+                    }
+                    WatchItem::Deleted(event) => SourceMsg::Deleted { uid: event.uid },
+                    // A recording has nothing to resume from or relist.
+                    WatchItem::Bookmark { .. } | WatchItem::Error { .. } => return true,
                 }
-                return true;
             }
         };
-        self.tx.send(msg).await.is_ok()
+        self.ctx.tx.send(msg).await.is_ok()
     }
 }
 
@@ -180,7 +161,7 @@ fn decode_value(mut value: Value, observed: Timestamp) -> Vec<Result<Record, Dec
     if let Some(Value::Array(items)) = value.get_mut("items").map(Value::take) {
         return items
             .into_iter()
-            .map(|item| decode_object(&item, observed).map(|e| applied(e, None)))
+            .map(|item| decode_object(&item, observed).map(listed))
             .collect();
     }
     let watch_type = value
@@ -192,28 +173,37 @@ fn decode_value(mut value: Value, observed: Timestamp) -> Vec<Result<Record, Dec
                 .into_iter()
                 .find(|k| *k == t)
         });
-    let record = match watch_type {
-        None => decode_object(&value, observed).map(|e| applied(e, None)),
-        Some(kind @ ("BOOKMARK" | "ERROR")) => Ok(Record::Other(kind)),
-        Some(kind) => {
-            let object = value.get_mut("object").map(Value::take).unwrap_or_default();
-            decode_object(&object, observed).map(|e| {
-                if kind == "DELETED" {
-                    Record::Deleted { uid: e.uid }
-                } else {
-                    applied(e, Some(kind))
-                }
-            })
-        }
+    let Some(watch_type) = watch_type else {
+        return vec![decode_object(&value, observed).map(listed)];
     };
-    vec![record]
+    let object = value.get_mut("object").map(Value::take).unwrap_or_default();
+    let item = match watch_type {
+        "BOOKMARK" => Ok(WatchItem::Bookmark {
+            resource_version: object
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        }),
+        "ERROR" => Ok(WatchItem::Error {
+            code: object.get("code").and_then(Value::as_i64).unwrap_or(0),
+            message: object
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        }),
+        kind => decode_object(&object, observed).map(|e| match kind {
+            "ADDED" => WatchItem::Added(e),
+            "MODIFIED" => WatchItem::Modified(e),
+            _ => WatchItem::Deleted(e),
+        }),
+    };
+    vec![item.map(|i| Record::Watch(Box::new(i)))]
 }
 
-fn applied(event: Event, watch_type: Option<&'static str>) -> Record {
-    Record::Applied {
-        event: Box::new(event),
-        watch_type,
-    }
+fn listed(event: Event) -> Record {
+    Record::Listed(Box::new(event))
 }
 
 /// An Event object in either API shape; the shape follows `apiVersion`, or the fields present.
@@ -378,7 +368,11 @@ mod tests {
 
     fn applied(r: &Result<Record, DecodeError>) -> &Event {
         match r {
-            Ok(Record::Applied { event, .. }) => event,
+            Ok(Record::Listed(event)) => event,
+            Ok(Record::Watch(item)) => match &**item {
+                WatchItem::Added(event) | WatchItem::Modified(event) => event,
+                other => panic!("not applied: {other:?}"),
+            },
             other => panic!("not applied: {other:?}"),
         }
     }
@@ -408,18 +402,23 @@ mod tests {
         let watch = format!(r#"{{"type":"MODIFIED","object":{core}}}"#);
         assert_eq!(applied(&decode(&watch, now)[0]).uid, "u1");
         let deleted = format!(r#"{{"type":"DELETED","object":{ev1}}}"#);
-        assert!(matches!(&decode(&deleted, now)[0], Ok(Record::Deleted { uid }) if uid == "u2"));
+        assert!(
+            matches!(&decode(&deleted, now)[0], Ok(Record::Watch(w)) if matches!(&**w, WatchItem::Deleted(e) if e.uid == "u2"))
+        );
         let bookmark =
             r#"{"type":"BOOKMARK","object":{"kind":"Event","metadata":{"resourceVersion":"9"}}}"#;
         assert!(matches!(
-            decode(bookmark, now)[0],
-            Ok(Record::Other("BOOKMARK"))
+            &decode(bookmark, now)[0],
+            Ok(Record::Watch(w)) if matches!(&**w, WatchItem::Bookmark { resource_version } if resource_version == "9")
         ));
 
         // kubectl -w without --output-watch-events prints bare objects, whose own `type` is
         // the event type: they must not be mistaken for watch events.
         let bare = r#"{"kind":"Event","type":"Warning","metadata":{"name":"c","namespace":"n"},"involvedObject":{}}"#;
-        assert_eq!(applied(&decode(bare, now)[0]).type_, "Warning");
+        assert_eq!(
+            applied(&decode(bare, now)[0]).type_,
+            crate::event::EventType::Warning
+        );
         assert!(matches!(
             decode(r#"{"kind":"Pod"}"#, now)[0],
             Err(DecodeError::NotAnEvent(_))

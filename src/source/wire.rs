@@ -9,7 +9,10 @@ use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, de};
 use serde_json::value::RawValue;
 
-use crate::event::{Event, ObjectRef, first_positive, non_empty, seen, truncate_message};
+use crate::{
+    event::{Event, EventType, ObjectRef, first_positive, non_empty, seen, truncate_message},
+    metrics::WatchEventType,
+};
 
 /// A JSON string, borrowed from the input unless it had escapes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -47,6 +50,21 @@ impl<'de> Deserialize<'de> for Time {
         s.0.parse()
             .map(Time)
             .map_err(|e| de::Error::custom(format_args!("invalid timestamp {:?}: {e}", s.0)))
+    }
+}
+
+/// An event's `type`: `Normal` or `Warning`, as the API server validates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Type(EventType);
+
+impl<'de> Deserialize<'de> for Type {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Str::deserialize(d)?;
+        match s.0.as_ref() {
+            // An empty type is an absent one.
+            "" => Ok(Type(EventType::Normal)),
+            other => other.parse().map(Type).map_err(de::Error::custom),
+        }
     }
 }
 
@@ -131,8 +149,8 @@ pub struct RawEvent<'a> {
     // Both APIs.
     #[serde(borrow)]
     reason: Option<Str<'a>>,
-    #[serde(borrow, rename = "type")]
-    type_: Option<Str<'a>>,
+    #[serde(rename = "type")]
+    type_: Option<Type>,
     event_time: Option<Time>,
     series: Option<RawSeries>,
     #[serde(borrow)]
@@ -236,7 +254,7 @@ impl RawEvent<'_> {
             resource_version: owned(meta.resource_version),
             regarding: regarding.map(RawRef::into_ref).unwrap_or_default(),
             reason: owned(self.reason),
-            type_: owned_non_empty(self.type_).unwrap_or_else(|| "Normal".to_owned()),
+            type_: self.type_.map_or(EventType::Normal, |t| t.0),
             message: truncate_message(owned(message)),
             count: first_positive([series_count, count]),
             first_seen,
@@ -265,6 +283,19 @@ pub enum WatchItem {
         code: i64,
         message: String,
     },
+}
+
+impl WatchItem {
+    /// The watch event type, for `watch_events_total{type}`.
+    pub fn kind(&self) -> WatchEventType {
+        match self {
+            Self::Added(_) => WatchEventType::Added,
+            Self::Modified(_) => WatchEventType::Modified,
+            Self::Deleted(_) => WatchEventType::Deleted,
+            Self::Bookmark { .. } => WatchEventType::Bookmark,
+            Self::Error { .. } => WatchEventType::Error,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -416,7 +447,7 @@ mod tests {
             Shape::EventsV1,
         );
         assert_eq!(e.count, 3);
-        assert_eq!(e.type_, "Normal");
+        assert_eq!(e.type_, EventType::Normal);
         assert_eq!(e.first_seen, ts("2026-11-29T08:00:00Z"));
         assert_eq!(e.last_seen, ts("2026-11-29T08:05:00Z"));
         assert_eq!((e.source.as_str(), e.host.as_str()), ("kubelet", "node-9"));
@@ -433,7 +464,7 @@ mod tests {
         assert_eq!(e.uid, "ns/bare");
         assert_eq!(e.count, 1);
         assert_eq!((e.first_seen, e.last_seen), (now, now));
-        assert_eq!(e.type_, "Normal");
+        assert_eq!(e.type_, EventType::Normal);
     }
 
     #[test]
@@ -442,6 +473,7 @@ mod tests {
             r#"{"metadata": {"name": "x"}, "count": "many"}"#,
             r#"{"metadata": {"name": "x"}, "lastTimestamp": "yesterday"}"#,
             r#"{"metadata": {"name": 7}}"#,
+            r#"{"metadata": {"name": "x"}, "type": "Info"}"#,
         ] {
             assert!(serde_json::from_str::<RawEvent>(bad).is_err(), "{bad}");
         }

@@ -11,7 +11,6 @@
 mod support;
 
 mod alerts;
-mod archive;
 mod cli;
 mod history;
 mod kit;

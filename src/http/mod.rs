@@ -1,5 +1,7 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the archive API `/api/v1/events`.
-//! It only reads shared state.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the archive API `/api/v1/events`
+//! (JSON, or a kubectl-style [`table`]). It only reads shared state.
+
+pub mod table;
 
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use tracing::error;
 use crate::{
     archive::{
         Archive, ArchiveError,
-        query::{self, InvalidQuery, Page, Query},
+        query::{Cursor, InvalidQuery, Page, Query},
     },
     event::Event,
     health::Health,
@@ -89,7 +91,7 @@ pub struct Item<'a> {
     pub name: &'a str,
     pub reason: &'a str,
     #[serde(rename = "type")]
-    pub type_: &'a str,
+    pub type_: &'static str,
     pub message: &'a str,
     pub count: u64,
     pub first_seen: Timestamp,
@@ -113,7 +115,7 @@ impl<'a> From<&'a Event> for Item<'a> {
             kind: &e.regarding.kind,
             name: &e.regarding.name,
             reason: &e.reason,
-            type_: &e.type_,
+            type_: e.type_.as_str(),
             message: &e.message,
             count: e.count,
             first_seen: e.first_seen,
@@ -164,12 +166,12 @@ async fn events(
         .await
         .map_err(ArchiveError::from)??;
     if q.table {
-        let text = query::table(&page, q.namespace.is_none(), now);
+        let text = table::table(&page, q.namespace.is_none(), now);
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
     }
     let body = PageBody {
         items: page.items.iter().map(Item::from).collect(),
-        next_cursor: page.next_cursor.as_ref().map(query::Cursor::encode),
+        next_cursor: page.next_cursor.as_ref().map(Cursor::encode),
     };
     Ok(Json(body).into_response())
 }

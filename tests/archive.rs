@@ -4,20 +4,20 @@
 
 use std::{collections::HashSet, time::Duration};
 
+use axum::{Router, body::Body, http::Request};
 use jiff::Timestamp;
 use kube_event_exporter::{
     archive::{
         Archive, Batch, LedgerEntry,
         query::{Cursor, Query},
-        record::micros,
         writer::{WriterSettings, sweep},
     },
-    event::{Event, ObjectRef},
+    event::{Event, EventType, ObjectRef, micros, uid_key},
     health::Health,
     http::{AppState, router},
     metrics::Metrics,
-    pipeline::ledger::uid_key,
 };
+use tower::ServiceExt;
 
 const REASONS: [&str; 8] = [
     "BackOff",
@@ -56,11 +56,10 @@ fn event(i: u64, last_seen: Timestamp) -> Event {
         },
         reason: reason.into(),
         type_: if i.is_multiple_of(5) {
-            "Warning"
+            EventType::Warning
         } else {
-            "Normal"
-        }
-        .into(),
+            EventType::Normal
+        },
         message: format!("{reason} happened to obj-{} ({i})", i % 50),
         count: 1 + i % 7,
         first_seen: last_seen,
@@ -214,7 +213,8 @@ fn hundred_thousand_records_answer_every_kind_of_query_exactly() {
     ]);
     assert_eq!(
         walk(&archive, q),
-        expected(&events, |e| e.reason == "BackOff" && e.type_ == "Warning")
+        expected(&events, |e| e.reason == "BackOff"
+            && e.type_ == EventType::Warning)
     );
 
     // Only a time window.
@@ -421,20 +421,53 @@ fn an_archive_of_another_layout_is_refused_and_left_alone() {
     );
 }
 
-async fn serve(archive: Archive) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let state = AppState {
+/// The HTTP routes over `archive`, in process: requests go through the router as a server
+/// would pass them (no socket).
+fn app(archive: Archive) -> Router {
+    router(AppState {
         metrics: std::sync::Arc::new(Metrics::new()),
         health: std::sync::Arc::new(Health::new(Duration::from_secs(60))),
         archive,
+    })
+}
+
+/// A response's status and body.
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).expect("a JSON body")
+    }
+}
+
+/// `GET path_and_query`, normalised as an HTTP client would send it (percent-encoding what a
+/// request line cannot hold).
+async fn get(app: &Router, path_and_query: &str, accept: Option<&str>) -> Answer {
+    let url = reqwest::Url::parse(&format!("http://localhost{path_and_query}")).expect("url");
+    let uri = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let mut request = Request::get(uri);
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).expect("request"))
         .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router(state)).await.expect("serve");
-    });
-    (addr, task)
+        .expect("the router is infallible");
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    Answer {
+        status,
+        body: String::from_utf8(bytes.to_vec()).expect("utf-8"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,8 +478,7 @@ async fn every_bad_parameter_is_a_400_naming_it() {
         &archive,
         &(0..10).map(|i| event(i, base())).collect::<Vec<_>>(),
     );
-    let (addr, task) = serve(archive).await;
-    let client = crate::support::http();
+    let app = app(archive);
     let long = "x".repeat(300);
     let forged = {
         let good = Cursor {
@@ -471,26 +503,17 @@ async fn every_bad_parameter_is_a_400_naming_it() {
         ("format=xml".to_owned(), "format"),
         ("reason=BackOff&reason=Pulled".to_owned(), "reason"),
     ] {
-        let r = client
-            .get(format!("http://{addr}/api/v1/events?{query}"))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(r.status().as_u16(), 400, "{query}");
-        let body: serde_json::Value = r.json().await.expect("json error body");
+        let r = get(&app, &format!("/api/v1/events?{query}"), None).await;
+        assert_eq!(r.status, 400, "{query}");
+        let body = r.json();
         let msg = body["error"].as_str().expect("error message");
         assert!(msg.contains(names), "{query}: {msg}");
     }
     // Unknown parameters are ignored, as Prometheus's API does.
-    let r = client
-        .get(format!("http://{addr}/api/v1/events?color=blue&limit=3"))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(r.status().as_u16(), 200);
-    let body: serde_json::Value = r.json().await.expect("json");
+    let r = get(&app, "/api/v1/events?color=blue&limit=3", None).await;
+    assert_eq!(r.status, 200);
+    let body = r.json();
     assert_eq!(body["items"].as_array().map(Vec::len), Some(3));
-    task.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,8 +526,7 @@ async fn random_query_strings_never_yield_a_5xx() {
             .map(|i| event(i, base() + Duration::from_secs(i)))
             .collect::<Vec<_>>(),
     );
-    let (addr, task) = serve(archive).await;
-    let client = crate::support::http();
+    let app = app(archive);
     let keys = [
         "namespace",
         "kind",
@@ -564,13 +586,12 @@ async fn random_query_strings_never_yield_a_5xx() {
             .map(|_| format!("{}={}", keys[next(keys.len())], values[next(values.len())]))
             .collect();
         let query = parts.join(if next(5) == 0 { ";" } else { "&" });
-        let url = format!("http://{addr}/api/v1/events?{query}");
-        let r = client.get(&url).send().await.expect("request");
-        let status = r.status().as_u16();
+        let r = get(&app, &format!("/api/v1/events?{query}"), None).await;
+        let status = r.status;
         assert!(status == 200 || status == 400, "{query} → {status}");
         statuses.insert(status);
         if status == 400 {
-            let body: serde_json::Value = r.json().await.expect("json error body");
+            let body = r.json();
             assert!(
                 body["error"].as_str().is_some_and(|m| !m.is_empty()),
                 "{query}"
@@ -582,7 +603,6 @@ async fn random_query_strings_never_yield_a_5xx() {
         2,
         "both good and bad queries were generated"
     );
-    task.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,20 +615,15 @@ async fn json_and_table_pages_carry_the_spec_fields() {
     let mut e = event(10, now - Duration::from_secs(330));
     e.first_seen = now - Duration::from_secs(900);
     commit_all(&archive, &[e.clone()]);
-    let (addr, task) = serve(archive).await;
-    let client = crate::support::http();
+    let app = app(archive);
 
-    let body: serde_json::Value = client
-        .get(format!(
-            "http://{addr}/api/v1/events?namespace={}",
-            e.namespace
-        ))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let body = get(
+        &app,
+        &format!("/api/v1/events?namespace={}", e.namespace),
+        None,
+    )
+    .await
+    .json();
     let item = &body["items"][0];
     for (field, want) in [
         ("uid", serde_json::json!(e.uid)),
@@ -628,19 +643,11 @@ async fn json_and_table_pages_carry_the_spec_fields() {
     }
     assert!(body["next_cursor"].is_null());
 
-    for request in [
-        client.get(format!("http://{addr}/api/v1/events?format=table")),
-        client
-            .get(format!("http://{addr}/api/v1/events"))
-            .header("accept", "text/plain"),
+    for (path, accept) in [
+        ("/api/v1/events?format=table", None),
+        ("/api/v1/events", Some("text/plain")),
     ] {
-        let text = request
-            .send()
-            .await
-            .expect("get")
-            .text()
-            .await
-            .expect("text");
+        let text = get(&app, path, accept).await.body;
         let mut lines = text.lines();
         let header = lines.next().expect("header");
         assert!(
@@ -661,5 +668,4 @@ async fn json_and_table_pages_carry_the_spec_fields() {
         );
         assert_eq!(row.last(), Some(&e.count.to_string().as_str()));
     }
-    task.abort();
 }

@@ -1,0 +1,293 @@
+//! Measurements 2, 3 and 5, and RSS: the real binary against the fake API server over HTTP.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    common::{REASONS, child_status, cpu_seconds, mib, percentile, process_cpu_seconds, quick},
+    support::{
+        Exporter,
+        alertmanager::{Alertmanager, Webhook, config},
+        fake_apiserver::{FakeApiServer, new_event},
+    },
+};
+
+/// The real binary against `fake`, ready, with archive rate limits that never bite (so every
+/// record is written).
+async fn unlimited_exporter(
+    fake: &FakeApiServer,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Exporter {
+    let kubeconfig = fake.write_kubeconfig(dir);
+    let mut args = vec!["--kubeconfig", kubeconfig.to_str().expect("utf-8")];
+    args.extend(extra);
+    for flag in [
+        "--archive-namespace-rate",
+        "--archive-namespace-burst",
+        "--archive-rate",
+        "--archive-burst",
+    ] {
+        args.extend([flag, "1000000"]);
+    }
+    let exporter = Exporter::start(&args).await;
+    exporter.wait_ready().await;
+    exporter
+}
+
+/// A fake API server holding `n` events in 50 namespaces, as a big cluster's would.
+async fn preloaded(n: usize, type_: &str, count: u32) -> FakeApiServer {
+    let fake = FakeApiServer::start().await;
+    fake.preload((0..n).map(|i| {
+        new_event(
+            &format!("ns-{}", i % 50),
+            "Pod",
+            &format!("p-{i}"),
+            REASONS[i % 8],
+            type_,
+            count,
+        )
+    }));
+    fake
+}
+
+/// The real binary after an initial list of 100k distinct events, archived: the default
+/// configuration (archive on, forwarding off).
+pub async fn rss_after_100k() -> BTreeMap<&'static str, f64> {
+    let n = 100_000;
+    let fake = preloaded(n, "Warning", 2).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exporter = unlimited_exporter(&fake, dir.path(), &[]).await;
+    while exporter
+        .metrics()
+        .await
+        .value("kube_event_exporter_archive_writes_total")
+        < n as f64
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    BTreeMap::from([
+        (
+            "exporter_rss_mib",
+            mib(child_status(exporter.pid(), "VmRSS:")),
+        ),
+        (
+            "exporter_peak_rss_mib",
+            mib(child_status(exporter.pid(), "VmHWM:")),
+        ),
+        // Of the RSS: heap and stacks, and pages of the binary and the archive file.
+        (
+            "exporter_rss_anon_mib",
+            mib(child_status(exporter.pid(), "RssAnon:")),
+        ),
+        (
+            "exporter_rss_file_mib",
+            mib(child_status(exporter.pid(), "RssFile:")),
+        ),
+    ])
+}
+
+async fn total_events(exporter: &Exporter) -> u64 {
+    exporter.metrics().await.event_totals().values().sum()
+}
+
+pub async fn end_to_end() -> BTreeMap<&'static str, f64> {
+    let n: usize = if quick() { 5_000 } else { 50_000 };
+    let fake = FakeApiServer::start().await;
+    fake.set_bookmark_interval(Duration::from_secs(3600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exporter = unlimited_exporter(&fake, dir.path(), &[]).await;
+    let pid = exporter.pid().to_string();
+    let cpu0 = process_cpu_seconds(&pid);
+    let t0 = Instant::now();
+    for i in 0..n {
+        fake.create(&new_event(
+            &format!("ns-{}", i % 20),
+            "Pod",
+            &format!("p-{i}"),
+            REASONS[i % 8],
+            "Warning",
+            1,
+        ));
+        if i % 500 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let offered = t0.elapsed().as_secs_f64();
+    loop {
+        let s = exporter.metrics().await;
+        let counted: u64 = s.event_totals().values().sum();
+        if counted as usize >= n
+            && s.value("kube_event_exporter_archive_writes_total") as usize >= n
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let throughput = n as f64 / t0.elapsed().as_secs_f64();
+    // The exporter's own CPU: watch decode, pipeline, archive commits, and its share of
+    // answering the /metrics polls above.
+    let cpu_us_per_event = (process_cpu_seconds(&pid) - cpu0) * 1e6 / n as f64;
+
+    // Lag at a fixed offered rate: 500 events/s for a few seconds, sampled every 50th event.
+    let rate = 500.0;
+    let samples = if quick() { 20 } else { 60 };
+    let mut lags = Vec::new();
+    let base = total_events(&exporter).await;
+    for k in 0..samples {
+        for j in 0..50 {
+            let i = n + k * 50 + j;
+            fake.create(&new_event(
+                &format!("ns-{}", i % 20),
+                "Pod",
+                &format!("p-{i}"),
+                "BackOff",
+                "Warning",
+                1,
+            ));
+            tokio::time::sleep(Duration::from_secs_f64(1.0 / rate)).await;
+        }
+        let created = Instant::now();
+        let want = base + ((k + 1) * 50) as u64;
+        while total_events(&exporter).await < want {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        lags.push(created.elapsed());
+    }
+    lags.sort();
+    BTreeMap::from([
+        ("events_per_s", throughput),
+        ("exporter_cpu_us_per_event", cpu_us_per_event),
+        ("offered_per_s", n as f64 / offered),
+        ("lag_p50_ms", percentile(&lags, 0.5).as_secs_f64() * 1e3),
+        ("lag_p99_ms", percentile(&lags, 0.99).as_secs_f64() * 1e3),
+        (
+            "exporter_peak_rss_mib",
+            mib(child_status(exporter.pid(), "VmHWM:")),
+        ),
+    ])
+}
+
+pub async fn startup() -> BTreeMap<&'static str, f64> {
+    let n: usize = if quick() { 50_000 } else { 1_000_000 };
+    let fake = preloaded(n, "Normal", 1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = fake.write_kubeconfig(dir.path());
+    let t0 = Instant::now();
+    let fake_cpu0 = cpu_seconds();
+    let exporter = Exporter::start(&["--kubeconfig", kubeconfig.to_str().expect("utf-8")]).await;
+    exporter
+        .wait_status("/readyz", 200, Duration::from_secs(600))
+        .await;
+    let ready = t0.elapsed().as_secs_f64();
+    BTreeMap::from([
+        ("events", n as f64),
+        ("ready_s", ready),
+        // Where the wall time went on the 2 shared cores: the exporter, and this process
+        // (the fake API server encoding the pages).
+        (
+            "exporter_cpu_s",
+            process_cpu_seconds(&exporter.pid().to_string()),
+        ),
+        ("fake_apiserver_cpu_s", cpu_seconds() - fake_cpu0),
+        (
+            "exporter_peak_rss_mib",
+            mib(child_status(exporter.pid(), "VmHWM:")),
+        ),
+        (
+            "list_requests",
+            fake.requests().iter().filter(|r| r.is_list()).count() as f64,
+        ),
+    ])
+}
+
+/// A restart with a big archive: 1M events listed, all archived, the exporter killed and
+/// started again on the same archive. The ledger comes back from the records; the watch resumes
+/// from the checkpoint without a list.
+pub async fn restart() -> BTreeMap<&'static str, f64> {
+    let n: usize = if quick() { 50_000 } else { 1_000_000 };
+    let fake = preloaded(n, "Normal", 1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive.redb");
+    let archive_args = ["--archive-path", archive.to_str().expect("utf-8")];
+    let mut first = unlimited_exporter(&fake, dir.path(), &archive_args).await;
+    // Every event written, or dropped when the list outran the writer (its ledger entry is
+    // still written).
+    let dropped = loop {
+        let m = first.metrics().await;
+        let dropped = m
+            .get(
+                "kube_event_exporter_archive_dropped_total",
+                &[("reason", "queue_full")],
+            )
+            .unwrap_or(0.0);
+        if m.value("kube_event_exporter_archive_writes_total") + dropped >= n as f64 {
+            break dropped;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Give the last checkpoint its commit.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.kill();
+    let lists = fake.requests().iter().filter(|r| r.is_list()).count();
+    let t0 = Instant::now();
+    let second = unlimited_exporter(&fake, dir.path(), &archive_args).await;
+    let ready = t0.elapsed().as_secs_f64();
+    let restored = second
+        .metrics()
+        .await
+        .value("kube_event_exporter_ledger_entries");
+    BTreeMap::from([
+        ("events", n as f64),
+        ("ready_s", ready),
+        ("ledger_entries_restored", restored),
+        ("records_dropped_first_life", dropped),
+        (
+            "lists_after_restart",
+            (fake.requests().iter().filter(|r| r.is_list()).count() - lists) as f64,
+        ),
+        (
+            "exporter_peak_rss_mib",
+            mib(child_status(second.pid(), "VmHWM:")),
+        ),
+    ])
+}
+
+pub async fn alert_latency() -> BTreeMap<&'static str, f64> {
+    let samples = if quick() { 20 } else { 100 };
+    let webhook = Webhook::start(200).await;
+    let am = Alertmanager::start(&config(&webhook, &[])).await;
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = fake.write_kubeconfig(dir.path());
+    let url = am.url();
+    let exporter = Exporter::start(&[
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8"),
+        "--alertmanager-url",
+        &url,
+    ])
+    .await;
+    exporter.wait_ready().await;
+    let mut lags = Vec::new();
+    for k in 0..samples {
+        let name = format!("pod-{k}");
+        let t0 = Instant::now();
+        fake.create(&new_event("shop", "Pod", &name, "BackOff", "Warning", 1));
+        while !webhook
+            .alerts("/default")
+            .iter()
+            .any(|a| a["labels"]["name"] == name.as_str())
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        lags.push(t0.elapsed());
+    }
+    lags.sort();
+    BTreeMap::from([
+        ("p50_ms", percentile(&lags, 0.5).as_secs_f64() * 1e3),
+        ("p99_ms", percentile(&lags, 0.99).as_secs_f64() * 1e3),
+    ])
+}

@@ -1,0 +1,672 @@
+//! The Prometheus registry: `kube_events_total` and the exporter's self-metrics, rendered as
+//! OpenMetrics or, for clients that ask for it, the classic text format ([`classic`]).
+//!
+//! Stages report through methods named for what happened (`watch_gap`, `archive_dropped`),
+//! never by reaching into the registry: a reader of a stage sees what it reports, and every
+//! label value is chosen here. Hot-path handles are resolved once, at start.
+
+pub mod classic;
+
+use std::sync::atomic::AtomicU64;
+
+use jiff::Timestamp;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+        info::Info,
+    },
+    registry::{Registry, Unit},
+};
+
+use crate::{event::Event, util::joined::JoinedKeyMap};
+
+/// Labels of `kube_events_total`. Never the object name, uid or message: the archive has those.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub namespace: String,
+    pub kind: String,
+    pub reason: String,
+    pub r#type: &'static str,
+}
+
+impl EventLabels {
+    pub fn of(event: &Event) -> Self {
+        Self {
+            namespace: event.namespace.clone(),
+            kind: event.regarding.kind.clone(),
+            reason: event.reason.clone(),
+            r#type: event.type_.as_str(),
+        }
+    }
+}
+
+/// The `kube_events_total` counters by label values, resolved once per label set: the family's
+/// own lookup would build and hash four owned strings per event.
+#[derive(Debug)]
+pub struct EventCounters {
+    family: Family<EventLabels, Counter>,
+    counters: JoinedKeyMap<Counter>,
+}
+
+impl EventCounters {
+    pub fn new(metrics: &Metrics) -> Self {
+        Self {
+            family: metrics.events.clone(),
+            counters: JoinedKeyMap::default(),
+        }
+    }
+
+    /// Counts `n` new occurrences of `event`.
+    pub fn add(&mut self, event: &Event, n: u64) {
+        let parts = [
+            event.namespace.as_str(),
+            &event.regarding.kind,
+            &event.reason,
+            event.type_.as_str(),
+        ];
+        let family = &self.family;
+        self.counters
+            .get_or_insert_with(parts, || {
+                family.get_or_create(&EventLabels::of(event)).clone()
+            })
+            .inc_by(n);
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertmanagerLabel {
+    alertmanager: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertmanagerReasonLabels {
+    alertmanager: String,
+    reason: &'static str,
+}
+
+/// A watch event's type as the API server sends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchEventType {
+    Added,
+    Modified,
+    Deleted,
+    Bookmark,
+    Error,
+}
+
+impl WatchEventType {
+    pub const ALL: [Self; 5] = [
+        Self::Added,
+        Self::Modified,
+        Self::Deleted,
+        Self::Bookmark,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+            Self::Bookmark => "BOOKMARK",
+            Self::Error => "ERROR",
+        }
+    }
+}
+
+/// Why a record was not archived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveDrop {
+    /// The new-record quota of its namespace or of the archive was spent.
+    RateLimited,
+    /// Too many records waited for a commit.
+    QueueFull,
+    /// Its commit failed.
+    Error,
+}
+
+/// Handles of one Alertmanager's delivery metrics.
+#[derive(Clone, Debug)]
+pub struct AlertQueueMetrics {
+    posted: Counter,
+    dropped: Counter,
+    length: Gauge,
+    duration: Histogram,
+    failures: Family<AlertmanagerReasonLabels, Counter>,
+    label: String,
+}
+
+impl AlertQueueMetrics {
+    /// A batch of `n` alerts was accepted after `seconds`.
+    pub fn posted(&self, n: usize, seconds: f64) {
+        self.posted.inc_by(n as u64);
+        self.duration.observe(seconds);
+    }
+
+    /// The queue was full: its oldest update went.
+    pub fn dropped(&self) {
+        self.dropped.inc();
+    }
+
+    pub fn queue_length(&self, n: usize) {
+        self.length.set(n as i64);
+    }
+
+    /// A post failed; `reason` is a bounded error kind.
+    pub fn post_failed(&self, reason: &'static str) {
+        self.failures
+            .get_or_create(&AlertmanagerReasonLabels {
+                alertmanager: self.label.clone(),
+                reason,
+            })
+            .inc();
+    }
+}
+
+/// Every metric the exporter exposes.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    events: Family<EventLabels, Counter>,
+    watch_events: [Counter; 5],
+    skipped_duplicate: Counter,
+    skipped_filtered: Counter,
+    watch_restarts: Counter,
+    watch_gaps: Counter,
+    decode_errors: Counter,
+    last_event_timestamp: Gauge<f64, AtomicU64>,
+    ledger_entries: Gauge,
+    archive: ArchiveMetrics,
+    alerting: AlertingMetrics,
+}
+
+#[derive(Debug)]
+struct ArchiveMetrics {
+    writes: Counter,
+    dropped: [Counter; 3],
+    errors: Family<KindLabel, Counter>,
+    deleted_retention: Counter,
+    deleted_size: Counter,
+    size_bytes: Gauge,
+    max_bytes: Gauge,
+    records: Gauge,
+    pending: Gauge,
+    commit_duration: Histogram,
+}
+
+#[derive(Debug)]
+struct AlertingMetrics {
+    posted: Family<AlertmanagerLabel, Counter>,
+    failures: Family<AlertmanagerReasonLabels, Counter>,
+    dropped: Family<AlertmanagerLabel, Counter>,
+    queue_length: Family<AlertmanagerLabel, Gauge>,
+    post_duration: Family<AlertmanagerLabel, Histogram>,
+    skipped_stale: Counter,
+    skipped_rule: Counter,
+    active: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Registers a new metric of type `M` (made by `Default`) and returns its handle.
+fn register<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: Default + Clone + prometheus_client::registry::Metric,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// The handle of `labels` in `family`; a Family's read guard lives to the statement's end, so
+/// each handle is taken in its own call.
+fn child<L, M>(family: &Family<L, M>, labels: &L) -> M
+where
+    L: Clone + std::hash::Hash + Eq,
+    M: Clone,
+    Family<L, M>: Clone,
+{
+    family.get_or_create(labels).clone()
+}
+
+impl ArchiveMetrics {
+    fn register(own: &mut Registry) -> Self {
+        let writes = register(
+            own,
+            "archive_writes",
+            "Records written (inserted or updated) to the archive",
+        );
+        let dropped: Family<ReasonLabel, Counter> = register(
+            own,
+            "archive_dropped",
+            "Records not archived: rate_limited (new-record quota), queue_full (commit backlog), error (commit failed)",
+        );
+        let errors = register(
+            own,
+            "archive_errors",
+            "Archive commits and sweeps that failed, by kind of failure (storage, commit, corrupt, task)",
+        );
+        let deleted: Family<ReasonLabel, Counter> = register(
+            own,
+            "archive_deleted",
+            "Records deleted: retention (older than --archive-retention) or size (over --archive-max-bytes)",
+        );
+        let size_bytes = register(
+            own,
+            "archive_size_bytes",
+            "Size of the archive file on disk",
+        );
+        let max_bytes = register(
+            own,
+            "archive_max_bytes",
+            "The archive's size cap (--archive-max-bytes); 0 when there is none",
+        );
+        let records = register(own, "archive_records", "Records in the archive");
+        let pending = register(
+            own,
+            "archive_pending",
+            "Records waiting for the next archive commit",
+        );
+        // 0.5 ms to ~4 s: a batched fsync commit is a few ms, a stalled disk seconds.
+        let commit_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        own.register_with_unit(
+            "archive_commit_duration",
+            "Time to commit one batch to the archive",
+            Unit::Seconds,
+            commit_duration.clone(),
+        );
+        let reason = |reason| child(&dropped, &ReasonLabel { reason });
+        Self {
+            writes,
+            dropped: [
+                reason("rate_limited"),
+                reason("queue_full"),
+                reason("error"),
+            ],
+            errors,
+            deleted_retention: child(
+                &deleted,
+                &ReasonLabel {
+                    reason: "retention",
+                },
+            ),
+            deleted_size: child(&deleted, &ReasonLabel { reason: "size" }),
+            size_bytes,
+            max_bytes,
+            records,
+            pending,
+            commit_duration,
+        }
+    }
+}
+
+impl AlertingMetrics {
+    fn register(own: &mut Registry) -> Self {
+        let posted = register(own, "alerts_posted", "Alerts accepted by an Alertmanager");
+        let failures = register(
+            own,
+            "alert_post_failures",
+            "Failed posts to an Alertmanager: connect, timeout, http_408, http_429, http_4xx (not retried), http_5xx, other",
+        );
+        let skipped: Family<ReasonLabel, Counter> = register(
+            own,
+            "alerts_skipped",
+            "Occurrences not alerted: stale (older than --alert-resolve-after), rule (a rule set alert: false on a Warning)",
+        );
+        let dropped = register(
+            own,
+            "alerts_dropped",
+            "Alert updates dropped because an Alertmanager's queue was full (oldest first)",
+        );
+        let queue_length = register(
+            own,
+            "alert_queue_length",
+            "Alert updates waiting for an Alertmanager",
+        );
+        let post_duration = Family::<AlertmanagerLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.001, 2.0, 14))) as fn() -> Histogram,
+        );
+        own.register_with_unit(
+            "alert_post_duration",
+            "Time of a successful post to an Alertmanager",
+            Unit::Seconds,
+            post_duration.clone(),
+        );
+        let active = register(
+            own,
+            "alerts_active",
+            "Alerts firing (endsAt ahead), re-posted every resend interval",
+        );
+        Self {
+            posted,
+            failures,
+            dropped,
+            queue_length,
+            post_duration,
+            skipped_stale: child(&skipped, &ReasonLabel { reason: "stale" }),
+            skipped_rule: child(&skipped, &ReasonLabel { reason: "rule" }),
+            active,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let events = register(
+            &mut registry,
+            "kube_events",
+            "Occurrences of Kubernetes events (count increases), by event namespace, involved object kind, reason and type",
+        );
+
+        let own = registry.sub_registry_with_prefix("kube_event_exporter");
+        own.register(
+            "build",
+            "Build information of the exporter",
+            Info::new(VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        let watch_family: Family<TypeLabel, Counter> = register(
+            own,
+            "watch_events",
+            "Watch events received from the API server (or replayed), by type",
+        );
+        let skipped: Family<ReasonLabel, Counter> = register(
+            own,
+            "occurrences_skipped",
+            "Event updates that added no occurrence: duplicate (count unchanged) or filtered",
+        );
+        let watch_restarts = register(
+            own,
+            "watch_restarts",
+            "Watch requests re-established after a stream ended or failed",
+        );
+        let watch_gaps = register(
+            own,
+            "watch_gaps",
+            "Relists forced by 410 Gone: events may have been missed",
+        );
+        let decode_errors = register(
+            own,
+            "decode_errors",
+            "Event records that could not be decoded and were skipped",
+        );
+        let last_event_timestamp = register(
+            own,
+            "last_event_timestamp_seconds",
+            "Unix time of the last occurrence counted",
+        );
+        let ledger_entries = register(
+            own,
+            "ledger_entries",
+            "Event uids whose last count is remembered for occurrence accounting",
+        );
+        let archive = ArchiveMetrics::register(own);
+        let alerting = AlertingMetrics::register(own);
+
+        Self {
+            registry,
+            events,
+            watch_events: WatchEventType::ALL
+                .map(|t| child(&watch_family, &TypeLabel { r#type: t.as_str() })),
+            skipped_duplicate: child(
+                &skipped,
+                &ReasonLabel {
+                    reason: "duplicate",
+                },
+            ),
+            skipped_filtered: child(&skipped, &ReasonLabel { reason: "filtered" }),
+            watch_restarts,
+            watch_gaps,
+            decode_errors,
+            last_event_timestamp,
+            ledger_entries,
+            archive,
+            alerting,
+        }
+    }
+
+    // ----- the sources -----
+
+    /// A watch event of type `t` arrived (or was replayed).
+    pub fn watch_event(&self, t: WatchEventType) {
+        self.watch_events[t as usize].inc();
+    }
+
+    /// A watch request was made again after its stream ended or failed.
+    pub fn watch_restarted(&self) {
+        self.watch_restarts.inc();
+    }
+
+    /// A 410 Gone forced a relist: events may have been missed.
+    pub fn watch_gap(&self) {
+        self.watch_gaps.inc();
+    }
+
+    /// A record could not be decoded and was skipped.
+    pub fn record_undecodable(&self) {
+        self.decode_errors.inc();
+    }
+
+    // ----- the pipeline -----
+
+    /// An update that added no occurrence: its count was not above the last one seen.
+    pub fn occurrence_duplicate(&self) {
+        self.skipped_duplicate.inc();
+    }
+
+    /// An event dropped by the namespace filter or a rule.
+    pub fn occurrence_filtered(&self) {
+        self.skipped_filtered.inc();
+    }
+
+    /// The ledger now remembers `n` events.
+    pub fn ledger_size(&self, n: usize) {
+        self.ledger_entries.set(n as i64);
+    }
+
+    /// An occurrence at `last_seen` was counted: the gauge keeps the latest.
+    pub fn occurrence_at(&self, last_seen: Timestamp) {
+        let t = last_seen.as_millisecond() as f64 / 1000.0;
+        if t > self.last_event_timestamp.get() {
+            self.last_event_timestamp.set(t);
+        }
+    }
+
+    // ----- the archive -----
+
+    pub fn archive_written(&self, records: usize) {
+        self.archive.writes.inc_by(records as u64);
+    }
+
+    pub fn archive_dropped(&self, why: ArchiveDrop, records: u64) {
+        self.archive.dropped[why as usize].inc_by(records);
+    }
+
+    /// A commit or sweep failed; `kind` is a bounded error kind.
+    pub fn archive_failed(&self, kind: &'static str) {
+        self.archive.errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn archive_deleted(&self, by_retention: usize, by_size: usize) {
+        self.archive.deleted_retention.inc_by(by_retention as u64);
+        self.archive.deleted_size.inc_by(by_size as u64);
+    }
+
+    /// The archive file is `file_bytes` long and holds `records` records.
+    pub fn archive_size(&self, file_bytes: u64, records: Option<u64>) {
+        self.archive
+            .size_bytes
+            .set(i64::try_from(file_bytes).unwrap_or(i64::MAX));
+        if let Some(n) = records {
+            self.archive
+                .records
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn archive_size_cap(&self, max_bytes: Option<u64>) {
+        let cap = max_bytes.map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        self.archive.max_bytes.set(cap);
+    }
+
+    pub fn archive_pending(&self, records: usize) {
+        self.archive.pending.set(records as i64);
+    }
+
+    pub fn archive_committed(&self, seconds: f64) {
+        self.archive.commit_duration.observe(seconds);
+    }
+
+    // ----- alerting -----
+
+    /// The handles of one Alertmanager's delivery metrics, named `label`.
+    pub fn alert_queue(&self, label: &str) -> AlertQueueMetrics {
+        let am = AlertmanagerLabel {
+            alertmanager: label.to_owned(),
+        };
+        let a = &self.alerting;
+        AlertQueueMetrics {
+            posted: child(&a.posted, &am),
+            dropped: child(&a.dropped, &am),
+            length: child(&a.queue_length, &am),
+            duration: child(&a.post_duration, &am),
+            failures: a.failures.clone(),
+            label: label.to_owned(),
+        }
+    }
+
+    /// An occurrence older than the resolve time: its alert would have ended already.
+    pub fn alert_skipped_stale(&self) {
+        self.alerting.skipped_stale.inc();
+    }
+
+    /// A Warning that a rule kept from alerting.
+    pub fn alert_skipped_by_rule(&self) {
+        self.alerting.skipped_rule.inc();
+    }
+
+    pub fn alerts_active(&self, n: usize) {
+        self.alerting.active.set(n as i64);
+    }
+
+    // ----- exposition -----
+
+    /// The OpenMetrics text exposition.
+    pub fn encode_openmetrics(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The classic Prometheus text format (0.0.4), for clients that do not take OpenMetrics.
+    pub fn encode_classic(&self) -> String {
+        classic::openmetrics_to_classic(&self.encode_openmetrics())
+    }
+
+    /// The value of the sample `name` (as the classic format names it) whose labels include
+    /// `labels`, summed over the samples that match: what a scrape would read. For tests and
+    /// benchmarks; the exposition is the interface.
+    pub fn sample(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        classic::samples(&self.encode_classic())
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|s| s.value)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_rendering_names_families_by_their_samples() {
+        let m = Metrics::new();
+        m.events
+            .get_or_create(&EventLabels {
+                namespace: "shop".into(),
+                kind: "Pod".into(),
+                reason: "BackOff".into(),
+                r#type: "Warning",
+            })
+            .inc_by(4);
+        let om = m.encode_openmetrics();
+        assert!(om.ends_with("# EOF\n"));
+        assert!(om.contains("# TYPE kube_events counter"));
+        let classic = m.encode_classic();
+        assert!(classic.contains("# HELP kube_events_total Occurrences"));
+        assert!(classic.contains("# TYPE kube_events_total counter"));
+        assert!(classic.contains(
+            r#"kube_events_total{namespace="shop",kind="Pod",reason="BackOff",type="Warning"} 4"#
+        ));
+        assert!(classic.contains("# TYPE kube_event_exporter_build_info gauge"));
+        assert!(classic.contains(r#"kube_event_exporter_build_info{version=""#));
+        assert!(!classic.contains("# EOF"));
+        assert!(classic.contains(r#"kube_event_exporter_watch_events_total{type="BOOKMARK"} 0"#));
+    }
+
+    #[test]
+    fn samples_are_read_as_a_scrape_would() {
+        let m = Metrics::new();
+        m.watch_event(WatchEventType::Added);
+        m.watch_event(WatchEventType::Added);
+        m.archive_dropped(ArchiveDrop::QueueFull, 3);
+        let q = m.alert_queue("am-0");
+        q.post_failed("connect");
+        assert_eq!(
+            m.sample(
+                "kube_event_exporter_watch_events_total",
+                &[("type", "ADDED")]
+            ),
+            2.0
+        );
+        assert_eq!(
+            m.sample(
+                "kube_event_exporter_archive_dropped_total",
+                &[("reason", "queue_full")]
+            ),
+            3.0
+        );
+        assert_eq!(
+            m.sample(
+                "kube_event_exporter_alert_post_failures_total",
+                &[("alertmanager", "am-0"), ("reason", "connect")]
+            ),
+            1.0
+        );
+    }
+}
