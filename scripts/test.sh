@@ -11,6 +11,8 @@ missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+# kubectl checks the fake API server's fidelity; Debian packages it as kubernetes-client.
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} from Debian."
   # Keep apt from starting the daemons on their default ports.
@@ -20,12 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    prometheus prometheus-alertmanager >/dev/null
+    "${missing[@]}" >/dev/null
 fi
-command -v kubectl >/dev/null || {
-  echo "kubectl is needed for the fake API server's fidelity test; install kubectl." >&2
-  exit 1
-}
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -132,6 +132,7 @@ impl Alerting {
         settings: AlertSettings,
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, Vec<Deliverer>), reqwest::Error> {
+        crate::util::tls::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))

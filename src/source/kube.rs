@@ -93,6 +93,7 @@ pub async fn connect(
         context: context.map(str::to_owned),
         ..KubeConfigOptions::default()
     };
+    crate::util::tls::ensure_crypto_provider();
     let rejected = |e: anyhow::Error| {
         if context.is_some() {
             ConnectError::ContextRejected(e)
