@@ -280,6 +280,19 @@ impl App {
     }
 }
 
+/// Makes a panic anywhere (a task, a blocking thread) end the process with status 101 once the
+/// panic is reported. Tokio would otherwise catch a task's panic and leave the process half
+/// alive: a dead signal task, for one, ignores SIGTERM from then on. What was committed to the
+/// archive is safe, and the next start resumes from it as after any crash.
+pub fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // The default hook ignores a stderr it cannot write to.
+        report(info);
+        std::process::exit(101);
+    }));
+}
+
 /// Waits for shutdown or the first failing task, then stops every task (bounded in time).
 async fn supervise(
     mut tasks: JoinSet<anyhow::Result<()>>,
@@ -324,5 +337,50 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{process::Command, time::Instant};
+
+    /// Set in the child process that [`a_panicking_task_ends_the_process`] starts.
+    const CHILD: &str = "KEE_PANIC_CHILD";
+
+    /// A task that panics while the rest of the runtime waits forever ends the process with
+    /// status 101. The test runs itself as a child process with [`CHILD`] set.
+    #[test]
+    fn a_panicking_task_ends_the_process() {
+        if std::env::var_os(CHILD).is_some() {
+            super::exit_on_panic();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                tokio::spawn(async { panic!("a task fails") });
+                std::future::pending::<()>().await;
+            });
+            return;
+        }
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "app::tests::a_panicking_task_ends_the_process"])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + super::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the process lived on after its task panicked");
+            }
+            std::thread::sleep(super::Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(101));
     }
 }

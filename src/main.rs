@@ -1,10 +1,14 @@
 //! The binary: parse flags, set up logging, run the app. Exit 2 on a bad flag or value.
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::{
+    fmt::Display,
+    io::{IsTerminal, Write},
+    process::ExitCode,
+};
 
 use clap::Parser;
 use kube_event_exporter::{
-    app::App,
+    app::{self, App},
     config::{Args, Config, LogFormat},
 };
 use tracing_subscriber::EnvFilter;
@@ -15,14 +19,12 @@ fn main() -> ExitCode {
     let config = match Config::try_from(args) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("error: {e}");
+            report(e);
             return ExitCode::from(2);
         }
     };
     init_logging(config.log_format);
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .expect("no other TLS provider is installed before main");
+    app::exit_on_panic();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -32,18 +34,25 @@ fn main() -> ExitCode {
         let app = match App::start(config).await {
             Ok(app) => app,
             Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(e.exit_code());
+                let code = e.exit_code();
+                report(e);
+                return ExitCode::from(code);
             }
         };
         match app.run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                report(format_args!("{e:#}"));
                 ExitCode::FAILURE
             }
         }
     })
+}
+
+/// Prints `error: …` to stderr. A stderr that cannot be written (full disk, closed pipe) loses
+/// the line: `eprintln!` would panic instead.
+fn report(e: impl Display) {
+    let _ = writeln!(std::io::stderr(), "error: {e}");
 }
 
 fn init_logging(format: LogFormat) {
@@ -52,6 +61,9 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
+        // A log line that cannot be written is lost, nothing else: the default reports the
+        // failure with `eprintln!`, which panics on the same broken stderr.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
