@@ -35,11 +35,21 @@ pub struct Args {
     pub listen: SocketAddr,
 
     /// Kubeconfig to use [default: kube's inference: $KUBECONFIG, ~/.kube/config, in-cluster].
-    #[arg(long, env = "KEE_KUBECONFIG", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "KEE_KUBECONFIG",
+        value_name = "PATH",
+        conflicts_with = "replay"
+    )]
     pub kubeconfig: Option<PathBuf>,
 
     /// Kubeconfig context [default: the current context].
-    #[arg(long, env = "KEE_CONTEXT", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "KEE_CONTEXT",
+        value_name = "NAME",
+        conflicts_with = "replay"
+    )]
     pub context: Option<String>,
 
     /// Events API to watch: `events.k8s.io/v1` or `v1`.
@@ -256,6 +266,13 @@ impl TryFrom<Args> for Config {
         if args.watch_timeout.0 < Duration::from_secs(1) {
             return Err(invalid("--watch-timeout", "must be at least 1s"));
         }
+        if args.health_failure_threshold.0 < Duration::from_secs(1) {
+            return Err(invalid("--health-failure-threshold", "must be at least 1s"));
+        }
+        // Shorter than any API server's event TTL: unchanged events would be counted again.
+        if args.ledger_ttl.0 < Duration::from_secs(60) {
+            return Err(invalid("--ledger-ttl", "must be at least 1m"));
+        }
         Ok(Self {
             listen: args.listen,
             watch: KubeSettings {
@@ -361,21 +378,44 @@ fn archive_config(args: &Args, rules: &Rules) -> Result<ArchiveConfig, InvalidCo
     })
 }
 
+/// The alerting settings; `None` without an Alertmanager. The other alert flags are checked
+/// either way, so a typo is caught before it matters.
 fn alerting_config(args: &Args) -> Result<Option<AlertSettings>, InvalidConfig> {
-    if args.alertmanager_url.is_empty() {
-        return Ok(None);
+    let mut static_labels = std::collections::BTreeMap::new();
+    for label in &args.alert_label {
+        let (name, value) = label
+            .split_once('=')
+            .filter(|(n, v)| is_label_name(n) && !v.is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    "--alert-label",
+                    format!("`{label}` is not NAME=VALUE with a valid label name and a value"),
+                )
+            })?;
+        static_labels.insert(name.to_owned(), value.to_owned());
+    }
+    let external_url = match &args.external_url {
+        Some(u) => {
+            http_url(u)
+                .ok_or_else(|| invalid("--external-url", format!("`{u}` is not an http(s) URL")))?;
+            u.trim().trim_end_matches('/').to_owned()
+        }
+        None => format!("http://{}", args.listen),
+    };
+    if args.alert_resolve_after.0 < Duration::from_secs(1) {
+        return Err(invalid("--alert-resolve-after", "must be at least 1s"));
+    }
+    if args.alert_resend_interval.0 < Duration::from_millis(100) {
+        return Err(invalid("--alert-resend-interval", "must be at least 100ms"));
     }
     let mut alertmanagers = Vec::new();
     for raw in &args.alertmanager_url {
-        let mut url = reqwest::Url::parse(raw.trim())
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .ok_or_else(|| {
-                invalid(
-                    "--alertmanager-url",
-                    format!("`{raw}` is not an http(s) URL"),
-                )
-            })?;
+        let mut url = http_url(raw).ok_or_else(|| {
+            invalid(
+                "--alertmanager-url",
+                format!("`{raw}` is not an http(s) URL"),
+            )
+        })?;
         // Named without credentials in metrics and logs.
         let mut name = url.clone();
         let _ = name.set_password(None);
@@ -389,34 +429,8 @@ fn alerting_config(args: &Args) -> Result<Option<AlertSettings>, InvalidConfig> 
             endpoint: url,
         });
     }
-    let mut static_labels = std::collections::BTreeMap::new();
-    for label in &args.alert_label {
-        let (name, value) = label
-            .split_once('=')
-            .filter(|(n, _)| is_label_name(n))
-            .ok_or_else(|| {
-                invalid(
-                    "--alert-label",
-                    format!("`{label}` is not NAME=VALUE with a valid label name"),
-                )
-            })?;
-        static_labels.insert(name.to_owned(), value.to_owned());
-    }
-    let external_url = match &args.external_url {
-        Some(u) => {
-            reqwest::Url::parse(u)
-                .ok()
-                .filter(|p| matches!(p.scheme(), "http" | "https"))
-                .ok_or_else(|| invalid("--external-url", format!("`{u}` is not an http(s) URL")))?;
-            u.trim_end_matches('/').to_owned()
-        }
-        None => format!("http://{}", args.listen),
-    };
-    if args.alert_resolve_after.0 < Duration::from_secs(1) {
-        return Err(invalid("--alert-resolve-after", "must be at least 1s"));
-    }
-    if args.alert_resend_interval.0 < Duration::from_millis(100) {
-        return Err(invalid("--alert-resend-interval", "must be at least 100ms"));
+    if alertmanagers.is_empty() {
+        return Ok(None);
     }
     Ok(Some(AlertSettings {
         alertmanagers,
@@ -426,6 +440,13 @@ fn alerting_config(args: &Args) -> Result<Option<AlertSettings>, InvalidConfig> 
         static_labels,
         external_url,
     }))
+}
+
+/// `raw` as an absolute http(s) URL with a host.
+fn http_url(raw: &str) -> Option<reqwest::Url> {
+    reqwest::Url::parse(raw.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
 }
 
 /// RFC 1123 label: what Kubernetes accepts as a namespace name.
@@ -490,6 +511,28 @@ mod tests {
             (
                 &["--archive-namespace-rate", "0"],
                 "--archive-namespace-rate",
+            ),
+            (
+                &["--health-failure-threshold", "0s"],
+                "--health-failure-threshold",
+            ),
+            (&["--ledger-ttl", "5s"], "--ledger-ttl"),
+            // Alert flags are checked with alerting off too.
+            (&["--alert-label", "cluster"], "--alert-label"),
+            (&["--alert-label", "cluster="], "--alert-label"),
+            (&["--external-url", "ftp://x"], "--external-url"),
+            (&["--external-url", "http://"], "--external-url"),
+            (&["--alert-resolve-after", "0s"], "--alert-resolve-after"),
+            (
+                &["--alert-resend-interval", "1ms"],
+                "--alert-resend-interval",
+            ),
+            (&["--alert-queue-size", "0"], "--alert-queue-size"),
+            (&["--alertmanager-url", ""], "--alertmanager-url"),
+            (&["--replay", "-", "--context", "prod"], "--context"),
+            (
+                &["--replay", "-", "--kubeconfig", "/etc/hosts"],
+                "--kubeconfig",
             ),
         ] {
             let err = parse(args).unwrap_err();
