@@ -99,7 +99,7 @@ impl Parts {
     /// pipeline to its consumers. `streams` sources report `Synced` before the exporter is
     /// ready.
     pub fn build(config: &Config, archive: Archive, streams: usize) -> Result<Self, StartError> {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_max_series(config.metrics_max_series));
         let health = Arc::new(Health::new(config.health_failure_threshold));
         let now = jiff::Timestamp::now();
         let since = now.checked_sub(config.ledger_ttl).map_or(0, micros);

@@ -195,6 +195,16 @@ pub struct Args {
     )]
     pub alert_queue_size: NonZeroU32,
 
+    /// Label sets of kube_events_total with a series of their own; occurrences of any further
+    /// label set are counted in one series whose labels are all `_overflow`.
+    #[arg(
+        long,
+        env = "KEE_METRICS_MAX_SERIES",
+        value_name = "N",
+        default_value = "10000"
+    )]
+    pub metrics_max_series: NonZeroU32,
+
     /// YAML file with rules (drop events, choose and shape alerts) and archive limits.
     #[arg(long, env = "KEE_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -223,6 +233,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub health_failure_threshold: Duration,
     pub ledger_ttl: Duration,
+    /// The cap on `kube_events_total`'s label sets.
+    pub metrics_max_series: usize,
     pub archive: ArchiveConfig,
     /// `None`: forwarding off.
     pub alerting: Option<AlertSettings>,
@@ -283,6 +295,7 @@ impl TryFrom<Args> for Config {
             log_format: args.log_format,
             health_failure_threshold: args.health_failure_threshold.0,
             ledger_ttl: args.ledger_ttl.0,
+            metrics_max_series: args.metrics_max_series.get() as usize,
             archive,
             alerting,
             rules,
@@ -517,6 +530,7 @@ mod tests {
                 "--health-failure-threshold",
             ),
             (&["--ledger-ttl", "5s"], "--ledger-ttl"),
+            (&["--metrics-max-series", "0"], "--metrics-max-series"),
             // Alert flags are checked with alerting off too.
             (&["--alert-label", "cluster"], "--alert-label"),
             (&["--alert-label", "cluster="], "--alert-label"),

@@ -66,9 +66,9 @@ struct Running {
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
-fn start(dir: &Path, namespaces: &str) -> Running {
+fn start(dir: &Path, namespaces: &str, extra: &[&str]) -> Running {
     let path = dir.join("archive.redb");
-    let args = [
+    let mut args = vec![
         "kube-event-exporter",
         "--replay",
         "-",
@@ -79,6 +79,7 @@ fn start(dir: &Path, namespaces: &str) -> Running {
         "--alertmanager-url",
         "http://127.0.0.1:9",
     ];
+    args.extend_from_slice(extra);
     let config = Config::try_from(Args::try_parse_from(args).expect("args")).expect("config");
     let archive = Archive::open(&config.archive.path).expect("open");
     let parts = Parts::build(&config, archive.clone(), 1).expect("parts");
@@ -122,7 +123,7 @@ async fn settle() {
 #[tokio::test(start_paused = true)]
 async fn an_update_reaches_every_consumer_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = start(dir.path(), "shop");
+    let run = start(dir.path(), "shop", &[]);
     let labels = [
         ("namespace", "shop"),
         ("kind", "Pod"),
@@ -197,12 +198,45 @@ async fn an_update_reaches_every_consumer_once() {
     run.stop().await;
 }
 
+/// `--metrics-max-series` bounds `kube_events_total`: the label sets beyond it are counted in
+/// the `_overflow` series, and every occurrence is still counted once.
+#[tokio::test(start_paused = true)]
+async fn label_sets_beyond_the_series_cap_are_counted_in_one_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = start(dir.path(), "shop", &["--metrics-max-series", "2"]);
+    for i in 0..50u64 {
+        let reason = format!("Reason{i}");
+        run.send(SourceMsg::Applied(Box::new(event(
+            &format!("e{i}"),
+            "shop",
+            &reason,
+            EventType::Warning,
+            1 + i % 3,
+        ))))
+        .await;
+    }
+    settle().await;
+    let m = &run.state.metrics;
+    let total = |reason: &str| m.sample("kube_events_total", &[("reason", reason)]);
+    let all: f64 = (0..50u64).map(|i| 1.0 + (i % 3) as f64).sum();
+    assert_eq!(total("Reason0") + total("Reason1"), 1.0 + 2.0);
+    assert_eq!(total("_overflow"), all - 3.0);
+    assert_eq!(m.sample("kube_events_total", &[]), all, "nothing lost");
+    let exposition = m.encode_classic();
+    let series = exposition
+        .lines()
+        .filter(|l| l.starts_with("kube_events_total{"))
+        .count();
+    assert_eq!(series, 3, "{exposition}");
+    run.stop().await;
+}
+
 /// The exposition's metric names, help, types and label sets, in both formats. Values that
 /// depend on timing, file sizes or the clock are masked; every other value is exact.
 #[tokio::test(start_paused = true)]
 async fn metrics_exposition_matches_golden_files() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = start(dir.path(), "shop");
+    let run = start(dir.path(), "shop", &[]);
     for (uid, reason, type_, count) in [
         ("e1", "BackOff", EventType::Warning, 2),
         ("e2", "Pulled", EventType::Normal, 1),

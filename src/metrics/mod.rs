@@ -22,6 +22,8 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
+use tracing::warn;
+
 use crate::{event::Event, util::joined::JoinedKeyMap};
 
 /// Labels of `kube_events_total`. Never the object name, uid or message: the archive has those.
@@ -34,6 +36,15 @@ pub struct EventLabels {
 }
 
 impl EventLabels {
+    fn overflow() -> Self {
+        Self {
+            namespace: OVERFLOW.into(),
+            kind: OVERFLOW.into(),
+            reason: OVERFLOW.into(),
+            r#type: OVERFLOW,
+        }
+    }
+
     pub fn of(event: &Event) -> Self {
         Self {
             namespace: event.namespace.clone(),
@@ -44,19 +55,38 @@ impl EventLabels {
     }
 }
 
+/// The label value of every label of the one overflow series of `kube_events_total`. It
+/// cannot be a namespace, kind or reason: those never start with `_`.
+pub const OVERFLOW: &str = "_overflow";
+
+/// The default of `--metrics-max-series`.
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
+
 /// The `kube_events_total` counters by label values, resolved once per label set: the family's
-/// own lookup would build and hash four owned strings per event.
+/// own lookup would build and hash four owned strings per event. At most `max_series` label
+/// sets get a series of their own; occurrences of any other go to the overflow series.
 #[derive(Debug)]
 pub struct EventCounters {
     family: Family<EventLabels, Counter>,
     counters: JoinedKeyMap<Counter>,
+    max_series: usize,
+    /// Made on the first overflow: until then there is no `_overflow` series.
+    overflow: Option<Counter>,
+    overflowed: Counter,
+    series: Gauge,
 }
 
 impl EventCounters {
     pub fn new(metrics: &Metrics) -> Self {
+        let max_series = metrics.event_series.max_series;
+        metrics.event_series.limit.set(max_series as i64);
         Self {
             family: metrics.events.clone(),
             counters: JoinedKeyMap::default(),
+            max_series,
+            overflow: None,
+            overflowed: metrics.event_series.overflowed.clone(),
+            series: metrics.event_series.series.clone(),
         }
     }
 
@@ -68,12 +98,35 @@ impl EventCounters {
             &event.reason,
             event.type_.as_str(),
         ];
+        if let Some(counter) = self.counters.get_mut(parts) {
+            counter.inc_by(n);
+            return;
+        }
+        if self.counters.len() >= self.max_series {
+            if self.overflowed.get() == 0 {
+                warn!(
+                    limit = self.max_series,
+                    namespace = %event.namespace,
+                    kind = %event.regarding.kind,
+                    reason = %event.reason,
+                    "kube_events_total reached --metrics-max-series; occurrences of new label \
+                     sets are counted in its _overflow series (logged once)."
+                );
+            }
+            let family = &self.family;
+            self.overflow
+                .get_or_insert_with(|| family.get_or_create(&EventLabels::overflow()).clone())
+                .inc_by(n);
+            self.overflowed.inc_by(n);
+            return;
+        }
         let family = &self.family;
         self.counters
             .get_or_insert_with(parts, || {
                 family.get_or_create(&EventLabels::of(event)).clone()
             })
             .inc_by(n);
+        self.series.set(self.counters.len() as i64);
     }
 }
 
@@ -200,8 +253,41 @@ pub struct Metrics {
     decode_errors: Counter,
     last_event_timestamp: Gauge<f64, AtomicU64>,
     ledger_entries: Gauge,
+    event_series: EventSeriesMetrics,
     archive: ArchiveMetrics,
     alerting: AlertingMetrics,
+}
+
+/// The bound on `kube_events_total`'s series.
+#[derive(Debug)]
+struct EventSeriesMetrics {
+    max_series: usize,
+    series: Gauge,
+    limit: Gauge,
+    overflowed: Counter,
+}
+
+impl EventSeriesMetrics {
+    fn register(own: &mut Registry, max_series: usize) -> Self {
+        Self {
+            max_series,
+            series: register(
+                own,
+                "event_series",
+                "Label sets of kube_events_total with a series of their own",
+            ),
+            limit: register(
+                own,
+                "event_series_limit",
+                "The cap on kube_events_total's label sets (--metrics-max-series)",
+            ),
+            overflowed: register(
+                own,
+                "event_series_overflow",
+                "Occurrences counted in kube_events_total's _overflow series because the cap was reached",
+            ),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -379,7 +465,14 @@ impl AlertingMetrics {
 }
 
 impl Metrics {
+    /// The metrics with the default cap on `kube_events_total`'s series.
     pub fn new() -> Self {
+        Self::with_max_series(DEFAULT_MAX_SERIES)
+    }
+
+    /// The metrics with at most `max_series` label sets of `kube_events_total` (and one
+    /// overflow series).
+    pub fn with_max_series(max_series: usize) -> Self {
         let mut registry = Registry::default();
         let events = register(
             &mut registry,
@@ -430,6 +523,7 @@ impl Metrics {
             "ledger_entries",
             "Event uids whose last count is remembered for occurrence accounting",
         );
+        let event_series = EventSeriesMetrics::register(own, max_series);
         let archive = ArchiveMetrics::register(own);
         let alerting = AlertingMetrics::register(own);
 
@@ -450,6 +544,7 @@ impl Metrics {
             decode_errors,
             last_event_timestamp,
             ledger_entries,
+            event_series,
             archive,
             alerting,
         }
@@ -637,6 +732,55 @@ mod tests {
         assert!(classic.contains(r#"kube_event_exporter_build_info{version=""#));
         assert!(!classic.contains("# EOF"));
         assert!(classic.contains(r#"kube_event_exporter_watch_events_total{type="BOOKMARK"} 0"#));
+    }
+
+    /// Beyond the cap, new label sets share one `_overflow` series; label sets that have a
+    /// series keep counting in it.
+    #[test]
+    fn label_sets_beyond_the_cap_share_the_overflow_series() {
+        use crate::event::{EventType, ObjectRef};
+        let m = Metrics::with_max_series(2);
+        let mut counters = EventCounters::new(&m);
+        let event = |reason: &str| Event {
+            uid: "u".into(),
+            namespace: "shop".into(),
+            name: "n".into(),
+            resource_version: "1".into(),
+            regarding: ObjectRef {
+                kind: "Pod".into(),
+                ..ObjectRef::default()
+            },
+            reason: reason.into(),
+            type_: EventType::Warning,
+            message: String::new(),
+            count: 1,
+            first_seen: Timestamp::UNIX_EPOCH,
+            last_seen: Timestamp::UNIX_EPOCH,
+            source: String::new(),
+            host: String::new(),
+            reporting_instance: String::new(),
+            action: String::new(),
+        };
+        for (reason, n) in [("A", 1), ("B", 2), ("C", 3), ("D", 4), ("A", 5), ("C", 6)] {
+            counters.add(&event(reason), n);
+        }
+        let total = |reason| m.sample("kube_events_total", &[("reason", reason)]);
+        assert_eq!((total("A"), total("B")), (6.0, 2.0));
+        assert_eq!((total("C"), total("D")), (0.0, 0.0));
+        assert_eq!(total(OVERFLOW), 13.0);
+        assert_eq!(m.sample("kube_event_exporter_event_series", &[]), 2.0);
+        assert_eq!(m.sample("kube_event_exporter_event_series_limit", &[]), 2.0);
+        assert_eq!(
+            m.sample("kube_event_exporter_event_series_overflow_total", &[]),
+            13.0
+        );
+        // Three series in all: the exposition is bounded by the cap.
+        let series = m
+            .encode_classic()
+            .lines()
+            .filter(|l| l.starts_with("kube_events_total{"))
+            .count();
+        assert_eq!(series, 3);
     }
 
     #[test]
