@@ -18,7 +18,7 @@ use crate::{
     config::{Config, InputConfig},
     event::{micros, unix_secs},
     health::Health,
-    http::{AppState, HttpServer},
+    http::{AppState, server::HttpServer},
     metrics::Metrics,
     pipeline::{Consumers, Pipeline, ledger::Ledger},
     source::{

@@ -1,6 +1,8 @@
 //! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the archive API `/api/v1/events`
-//! (JSON, or a kubectl-style [`table`]). It only reads shared state.
+//! (JSON, or a kubectl-style [`table`]). It only reads shared state. The [`server`] bounds what
+//! clients can hold: connections, time and memory.
 
+pub mod server;
 pub mod table;
 
 use std::sync::Arc;
@@ -14,8 +16,6 @@ use axum::{
 };
 use jiff::Timestamp;
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use crate::{
@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/events", get(events))
+        .layer(axum::middleware::from_fn(server::time_limit))
         .with_state(state)
 }
 
@@ -210,24 +211,5 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "initial list not done\n")
-    }
-}
-
-/// Serves the routes on a bound listener until shutdown.
-pub struct HttpServer {
-    listener: TcpListener,
-    state: AppState,
-}
-
-impl HttpServer {
-    pub fn new(listener: TcpListener, state: AppState) -> Self {
-        Self { listener, state }
-    }
-
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
-        Ok(())
     }
 }
