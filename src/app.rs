@@ -206,7 +206,8 @@ impl App {
             },
             InputConfig::Replay(path) => Input::Replay(path.clone()),
         };
-        let archive = Archive::open(&config.archive.path).map_err(StartError::ArchiveRejected)?;
+        let archive = Archive::open_with(&config.archive.path, config.archive.on_corruption)
+            .map_err(StartError::ArchiveRejected)?;
         // The stream count is known before the source exists: the pipeline needs it.
         let streams = match &input {
             Input::Kube { settings, .. } => settings.namespaces.len().max(1),

@@ -9,11 +9,20 @@ use clap::{Parser, ValueEnum};
 
 use crate::{
     alerting::{AlertSettings, Alertmanager},
-    archive::{limits::ArchiveLimits, writer::WriterSettings},
+    archive::{OnCorruption, limits::ArchiveLimits, writer::WriterSettings},
     rules::{Rules, is_label_name},
     source::kube::{EventsApi, KubeSettings},
     util::units::{ByteSize, HumanDuration},
 };
+
+/// `--archive-on-corruption`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CorruptionPolicy {
+    /// Exit with status 2, naming the file.
+    Fail,
+    /// Rename the file to `<path>.damaged-<unix seconds>` and start a new archive.
+    MoveAside,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -112,6 +121,16 @@ pub struct Args {
         default_value = "./kube-event-exporter.redb"
     )]
     pub archive_path: PathBuf,
+
+    /// What to do when the archive file fails its integrity check at start.
+    #[arg(
+        long,
+        env = "KEE_ARCHIVE_ON_CORRUPTION",
+        value_name = "POLICY",
+        value_enum,
+        default_value_t = CorruptionPolicy::Fail
+    )]
+    pub archive_on_corruption: CorruptionPolicy,
 
     /// Archived events whose last occurrence is older than this are deleted.
     #[arg(
@@ -245,6 +264,7 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct ArchiveConfig {
     pub path: PathBuf,
+    pub on_corruption: OnCorruption,
     pub writer: WriterSettings,
     pub limits: ArchiveLimits,
 }
@@ -372,6 +392,10 @@ fn archive_config(args: &Args, rules: &Rules) -> Result<ArchiveConfig, InvalidCo
     let file = rules.archive;
     Ok(ArchiveConfig {
         path: path.clone(),
+        on_corruption: match args.archive_on_corruption {
+            CorruptionPolicy::Fail => OnCorruption::Fail,
+            CorruptionPolicy::MoveAside => OnCorruption::MoveAside,
+        },
         writer: WriterSettings {
             retention: args.archive_retention.0,
             max_bytes: args.archive_max_bytes.map(|b| b.0),

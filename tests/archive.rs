@@ -8,7 +8,7 @@ use axum::{Router, body::Body, http::Request};
 use jiff::Timestamp;
 use kube_event_exporter::{
     archive::{
-        Archive, Batch, LedgerEntry,
+        Archive, Batch, LedgerEntry, OnCorruption,
         query::{Cursor, Query},
         writer::{WriterSettings, sweep},
     },
@@ -418,6 +418,78 @@ fn an_archive_of_another_layout_is_refused_and_left_alone() {
             .record_count()
             .expect("count"),
         1
+    );
+}
+
+/// Four 0xFF bytes at every page-aligned offset of a valid archive (and in the middle of each
+/// page): each damaged copy either opens and answers every query, or is refused as damaged
+/// (with `OnCorruption::Fail`), or is moved aside for a new archive. Never a panic, never a
+/// query error after a successful open.
+#[test]
+fn a_damaged_archive_is_refused_or_moved_aside_never_trusted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("good.redb");
+    let events: Vec<Event> = (0..1000).map(|i| event(i, base())).collect();
+    commit_all(&Archive::open(&good).expect("open"), &events);
+    let bytes = std::fs::read(&good).expect("read");
+    let (mut refused, mut opened) = (0, 0);
+    for offset in (0..bytes.len()).step_by(2048) {
+        eprintln!("damaging offset {offset}");
+        let path = dir.path().join("damaged.redb");
+        let mut damaged = bytes.clone();
+        damaged[offset..offset + 4].fill(0xFF);
+        std::fs::write(&path, &damaged).expect("write");
+        let outcome = std::panic::catch_unwind(|| match Archive::open(&path) {
+            Ok(archive) => {
+                let q = query(&[("limit", "1000".into())]);
+                walk(&archive, q).len()
+            }
+            Err(e) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains("damaged") || message.contains("cannot open"),
+                    "offset {offset}: {message}"
+                );
+                usize::MAX
+            }
+        });
+        match outcome {
+            Ok(usize::MAX) => refused += 1,
+            Ok(n) => {
+                assert_eq!(n, events.len(), "offset {offset}: opened but lost records");
+                opened += 1;
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        std::fs::remove_file(&path).expect("remove");
+    }
+    assert!(
+        refused > 0 && opened > 0,
+        "refused {refused}, opened {opened}"
+    );
+
+    // Moved aside: the damaged file is kept next to a new, empty archive.
+    let path = dir.path().join("aside.redb");
+    let mut damaged = bytes.clone();
+    let header_page = 4096;
+    damaged[header_page..header_page + 4].fill(0xFF);
+    std::fs::write(&path, &damaged).expect("write");
+    assert!(
+        Archive::open(&path).is_err(),
+        "the damaged page is refused by default"
+    );
+    let archive = Archive::open_with(&path, OnCorruption::MoveAside).expect("a new archive");
+    assert_eq!(archive.record_count().expect("count"), 0);
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("aside.redb.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join(&aside[0])).expect("read"),
+        damaged,
+        "the damaged file is kept as it was"
     );
 }
 

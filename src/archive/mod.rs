@@ -50,16 +50,20 @@ pub enum ArchiveError {
     OtherSchema { path: PathBuf, found: u64 },
     #[error("archive task failed: {0}")]
     TaskFailed(#[from] tokio::task::JoinError),
+    #[error(
+        "the archive {path} is damaged ({detail}): move it aside (or start with --archive-on-corruption=move-aside) to start a new one"
+    )]
+    Damaged { path: PathBuf, detail: String },
 }
 
 impl ArchiveError {
-    /// A bounded label value for `archive_dropped_total{reason}` and logs.
+    /// A bounded label value for `archive_errors_total{kind}` and logs.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::OpenFailed { .. } => "open",
             Self::TransactionFailed(_) | Self::TableFailed(_) | Self::StorageFailed(_) => "storage",
             Self::CommitFailed(_) => "commit",
-            Self::Corrupt(_) | Self::OtherSchema { .. } => "corrupt",
+            Self::Corrupt(_) | Self::OtherSchema { .. } | Self::Damaged { .. } => "corrupt",
             Self::TaskFailed(_) => "task",
         }
     }
@@ -93,6 +97,16 @@ pub struct Restored {
     pub next_seq: u64,
 }
 
+/// What to do with an archive file that fails its integrity check at open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnCorruption {
+    /// Refuse to start ([`ArchiveError::Damaged`]): the file stays for inspection or repair.
+    #[default]
+    Fail,
+    /// Rename the file to `<path>.damaged-<unix seconds>` and start a new one.
+    MoveAside,
+}
+
 /// The archive file; cheap to clone, shared by the writer and the readers.
 #[derive(Clone)]
 pub struct Archive {
@@ -101,17 +115,48 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// Opens (or creates) the archive and its tables. redb recovers a file that was not closed
-    /// cleanly: everything committed before a crash or kill is there.
+    /// Opens (or creates) the archive and its tables, refusing a damaged file.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, OnCorruption::Fail)
+    }
+
+    /// Opens (or creates) the archive and its tables. redb recovers a file that was not closed
+    /// cleanly: everything committed before a crash or kill is there. Every page's checksum is
+    /// verified first, so a file damaged outside redb (a bad disk, a stray write) is an
+    /// [`ArchiveError::Damaged`], or is moved aside, and never trusted: redb may panic on one.
+    pub fn open_with(path: &Path, on_corruption: OnCorruption) -> Result<Self> {
         let open_failed = |source| ArchiveError::OpenFailed {
             path: path.to_owned(),
             source,
         };
-        let db = Database::builder()
+        let opened = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(open_failed)?;
+            .set_check_integrity_on_open(true)
+            .create(path);
+        let db = match opened {
+            Ok(db) => db,
+            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail))) => {
+                if on_corruption == OnCorruption::Fail {
+                    return Err(ArchiveError::Damaged {
+                        path: path.to_owned(),
+                        detail,
+                    });
+                }
+                let aside = moved_aside(path);
+                std::fs::rename(path, &aside)
+                    .map_err(|e| open_failed(redb::StorageError::Io(e).into()))?;
+                tracing::warn!(
+                    damaged = %aside.display(),
+                    error = %detail,
+                    "The archive was damaged: moved it aside and started a new one."
+                );
+                Database::builder()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(path)
+                    .map_err(open_failed)?
+            }
+            Err(e) => return Err(open_failed(e)),
+        };
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -143,6 +188,11 @@ impl Archive {
             db: Arc::new(db),
             path: path.to_owned(),
         })
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub(crate) fn db(&self) -> &Database {
@@ -381,4 +431,10 @@ fn delete_records(txn: &WriteTransaction, seqs: &[u64]) -> Result<()> {
         }
     }
     Ok(())
+}
+/// `<path>.damaged-<unix seconds>`: where a damaged archive goes.
+fn moved_aside(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".damaged-{}", jiff::Timestamp::now().as_second()));
+    PathBuf::from(name)
 }

@@ -14,8 +14,8 @@ use tokio::{
 
 use crate::support::{Exporter, free_port, http, wait_for};
 
-/// The exporter started through `launcher` (e.g. `prlimit …`), replaying an empty stdin, with
-/// stderr going to `stderr`; killed on drop.
+/// The exporter started through `launcher` (e.g. `prlimit …`) with `args`, replaying an empty
+/// stdin, with stderr going to `stderr`; killed on drop.
 struct Process {
     child: Child,
     addr: SocketAddr,
@@ -23,17 +23,22 @@ struct Process {
 }
 
 impl Process {
-    async fn start(launcher: &[&str], stderr: Stdio) -> Self {
+    async fn start(launcher: &[&str], args: &[&str], stderr: Stdio) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let archive = dir.path().join("archive.redb");
         let (program, before) = launcher.split_first().expect("launcher");
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(before)
             .arg(Exporter::binary())
             .args(["--replay", "-", "--listen", &addr.to_string()])
-            .arg("--archive-path")
-            .arg(&archive)
+            .args(args);
+        if !args.contains(&"--archive-path") {
+            command
+                .arg("--archive-path")
+                .arg(dir.path().join("archive.redb"));
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -97,7 +102,7 @@ impl Drop for Process {
 /// closed once the header read timeout passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_cannot_lock_out_the_probes() {
-    let mut exporter = Process::start(&["prlimit", "--nofile=128:128"], Stdio::null()).await;
+    let mut exporter = Process::start(&["prlimit", "--nofile=128:128"], &[], Stdio::null()).await;
     let mut slow = Vec::new();
     for _ in 0..384 {
         // Past the listen backlog a connect may fail: that is the kernel's bound, not ours.
@@ -145,9 +150,60 @@ async fn an_unwritable_stderr_costs_only_the_log_lines() {
         .write(true)
         .open("/dev/full")
         .expect("/dev/full");
-    let mut exporter = Process::start(&["env", "RUST_LOG=debug"], Stdio::from(full)).await;
+    let mut exporter = Process::start(&["env", "RUST_LOG=debug"], &[], Stdio::from(full)).await;
     assert_eq!(exporter.get("/metrics").await, 200);
     assert_eq!(exporter.get("/api/v1/events").await, 200);
     let status = exporter.terminate().await;
     assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// A damaged archive file: exit 2 with one line naming the file and the way out; with
+/// `--archive-on-corruption move-aside` the exporter starts on a new archive and keeps the old
+/// file next to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_archive_exits_2_or_is_moved_aside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("archive.redb");
+    drop(kube_event_exporter::archive::Archive::open(&path).expect("create"));
+    // Damage the page after the header.
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[4096..4100].fill(0xFF);
+    std::fs::write(&path, &bytes).expect("write");
+
+    let out = Command::new(Exporter::binary())
+        .args(["--replay", "-", "--archive-path"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let line = stderr.lines().last().expect("a line");
+    assert!(
+        line.contains(path.to_str().expect("utf-8"))
+            && line.contains("damaged")
+            && line.contains("--archive-on-corruption=move-aside"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), bytes, "left alone");
+
+    let mut process = Process::start(
+        &["env"],
+        &[
+            "--archive-on-corruption",
+            "move-aside",
+            "--archive-path",
+            path.to_str().expect("utf-8"),
+        ],
+        Stdio::null(),
+    )
+    .await;
+    assert_eq!(process.get("/api/v1/events").await, 200);
+    let kept = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("archive.redb.damaged-"))
+        .count();
+    assert_eq!(kept, 1);
+    assert!(process.terminate().await.success());
 }
