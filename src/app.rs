@@ -118,6 +118,7 @@ impl Parts {
             ArchiveLimiter::new(config.archive.limits),
             config.archive.writer,
             metrics.clone(),
+            health.clone(),
         );
         let (ledger, expired) = Ledger::restore(
             config.ledger_ttl,

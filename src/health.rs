@@ -1,4 +1,5 @@
-//! Liveness and readiness: sources report watch failures and sync, the HTTP probes read them.
+//! Liveness and readiness: the watch streams and the archive writer report failures, the
+//! pipeline reports sync, the HTTP probes read them.
 
 use std::{
     collections::HashMap,
@@ -12,9 +13,10 @@ use parking_lot::Mutex;
 #[derive(Debug)]
 pub struct Health {
     ready: AtomicBool,
-    /// Streams (one per watched namespace) that are failing, and since when.
+    /// Parts (a watch stream per watched namespace, the archive's writes) that are failing, and
+    /// since when.
     failing: Mutex<HashMap<String, Instant>>,
-    /// How long a stream may fail before the process counts as unhealthy: long enough to ride
+    /// How long a part may fail before the process counts as unhealthy: long enough to ride
     /// out an API server rollout, short enough that a wedged exporter gets restarted.
     threshold: Duration,
 }
@@ -36,28 +38,28 @@ impl Health {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// The stream failed (request error, stall); the first failure starts the clock.
-    pub fn stream_failed(&self, stream: &str) {
-        self.failing
-            .lock()
-            .entry(stream.to_owned())
-            .or_insert_with(Instant::now);
+    /// `part` failed (a request error, a stall, a failed commit); the first failure starts the
+    /// clock. `part` names it in `/healthz`: `watch of all namespaces`, `archive writes`.
+    pub fn failing(&self, part: &str) {
+        let mut failing = self.failing.lock();
+        if !failing.contains_key(part) {
+            failing.insert(part.to_owned(), Instant::now());
+        }
     }
 
-    /// The stream works again.
-    pub fn stream_ok(&self, stream: &str) {
-        self.failing.lock().remove(stream);
+    /// `part` works again.
+    pub fn recovered(&self, part: &str) {
+        self.failing.lock().remove(part);
     }
 
-    /// Healthy unless some stream has been failing for longer than the threshold; the answer
-    /// names the worst stream and for how long.
+    /// Healthy unless some part has been failing for longer than the threshold; the answer
+    /// names the longest failing part and for how long.
     pub fn check(&self) -> Result<(), String> {
         let failing = self.failing.lock();
         match failing.iter().min_by_key(|(_, since)| **since) {
-            Some((stream, since)) if since.elapsed() >= self.threshold => Err(format!(
-                "watch of {stream} failing for {}s",
-                since.elapsed().as_secs()
-            )),
+            Some((part, since)) if since.elapsed() >= self.threshold => {
+                Err(format!("{part} failing for {}s", since.elapsed().as_secs()))
+            }
             _ => Ok(()),
         }
     }
@@ -71,16 +73,19 @@ mod tests {
     fn failing_longer_than_threshold_is_unhealthy() {
         let h = Health::new(Duration::ZERO);
         assert!(h.check().is_ok());
-        h.stream_failed("all namespaces");
-        assert!(h.check().unwrap_err().contains("all namespaces"));
-        h.stream_ok("all namespaces");
+        h.failing("watch of all namespaces");
+        assert_eq!(
+            h.check().unwrap_err(),
+            "watch of all namespaces failing for 0s"
+        );
+        h.recovered("watch of all namespaces");
         assert!(h.check().is_ok());
     }
 
     #[test]
     fn short_failures_are_tolerated() {
         let h = Health::new(Duration::from_secs(3600));
-        h.stream_failed("ns");
+        h.failing("archive writes");
         assert!(h.check().is_ok());
     }
 }

@@ -188,6 +188,8 @@ async fn an_update_reaches_every_consumer_once() {
     let archived = run.archive.recent(0, 10).expect("recent");
     assert_eq!(archived.len(), 1, "one record per event: {archived:?}");
     assert_eq!((archived[0].uid.as_str(), archived[0].count), ("e1", 3));
+    // The gauges follow each commit.
+    assert_eq!(m.sample("kube_event_exporter_archive_records", &[]), 1.0);
 
     let queue = &run.alerting.queues()[0];
     let alerts = queue.take_batch(10);

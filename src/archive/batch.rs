@@ -94,6 +94,38 @@ impl Batch {
 }
 
 impl Batch {
+    /// Takes `newer`'s writes into this older batch (which failed to commit), leaving `newer`
+    /// empty: the result is what committing this batch and then `newer` would write. A record
+    /// in both keeps this batch's `replaces`, which is what the archive still holds.
+    pub fn absorb(&mut self, newer: &mut Batch) {
+        for (seq, write) in newer.records.drain() {
+            let start = self.bytes.len();
+            self.bytes
+                .extend_from_slice(&newer.bytes[write.start..write.end]);
+            let replaces = self
+                .records
+                .get(&seq)
+                .map_or(write.replaces, |older| older.replaces);
+            self.records.insert(
+                seq,
+                RecordWrite {
+                    start,
+                    end: self.bytes.len(),
+                    keys: write.keys,
+                    replaces,
+                },
+            );
+        }
+        for seq in newer.forget.drain(..) {
+            self.ledger.remove(&seq);
+            self.forget.push(seq);
+        }
+        self.ledger.extend(newer.ledger.drain());
+        self.checkpoints.extend(newer.checkpoints.drain());
+        self.next_seq = self.next_seq.max(newer.next_seq);
+        newer.clear();
+    }
+
     /// The records in seq order (appends at the end of the record table), with their bytes.
     pub(super) fn records_in_order(&self) -> Vec<(u64, RecordWrite, &[u8])> {
         let mut out: Vec<_> = self
@@ -146,5 +178,56 @@ mod tests {
         b.clear();
         assert!(b.is_empty());
         assert_eq!(b.bytes.capacity(), capacity, "kept for the next batch");
+    }
+
+    /// A failed batch absorbs the newer one: the newer versions win, but an event in both
+    /// still replaces what the archive holds (the older batch's `replaces`).
+    #[test]
+    fn a_failed_batch_absorbs_what_came_after_it() {
+        let t = |e: &Event| crate::event::micros(e.last_seen);
+        let (first, later) = (
+            event(1, "2026-11-29T10:00:00Z"),
+            event(2, "2026-11-29T10:05:00Z"),
+        );
+        let mut failed = Batch::default();
+        failed.put(7, &first, Some(5), 10);
+        failed.ledger.insert(
+            9,
+            LedgerEntry {
+                key: 9,
+                count: 1,
+                touched: 1,
+                archived: None,
+            },
+        );
+        failed.checkpoints.insert("s".into(), "10".into());
+        failed.next_seq = 10;
+        let mut newer = Batch::default();
+        newer.put(7, &later, Some(t(&first)), 10);
+        newer.put(8, &first, None, 10);
+        newer.forget.push(9);
+        newer.checkpoints.insert("s".into(), "12".into());
+        newer.next_seq = 11;
+        failed.absorb(&mut newer);
+        assert!(newer.is_empty());
+        let w = failed.records[&7];
+        assert_eq!(
+            w.replaces,
+            Some(5),
+            "the archive still holds the version at 5"
+        );
+        assert_eq!(
+            record::decode(&failed.bytes[w.start..w.end]).unwrap(),
+            later
+        );
+        let w = failed.records[&8];
+        assert_eq!(
+            record::decode(&failed.bytes[w.start..w.end]).unwrap(),
+            first
+        );
+        assert!(!failed.ledger.contains_key(&9));
+        assert_eq!(failed.forget, [9]);
+        assert_eq!(failed.checkpoints["s"], "12");
+        assert_eq!(failed.next_seq, 11);
     }
 }

@@ -15,6 +15,7 @@ use std::{
     sync::Arc,
 };
 
+use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 pub use batch::Batch;
@@ -50,6 +51,10 @@ pub enum ArchiveError {
     OtherSchema { path: PathBuf, found: u64 },
     #[error("archive task failed: {0}")]
     TaskFailed(#[from] tokio::task::JoinError),
+    #[error("the archive is closed after an I/O error; it is being reopened")]
+    Closed,
+    #[error("the archive cannot be reopened while a query reads it")]
+    Busy,
     #[error(
         "the archive {path} is damaged ({detail}): move it aside (or start with --archive-on-corruption=move-aside) to start a new one"
     )]
@@ -65,6 +70,7 @@ impl ArchiveError {
             Self::CommitFailed(_) => "commit",
             Self::Corrupt(_) | Self::OtherSchema { .. } | Self::Damaged { .. } => "corrupt",
             Self::TaskFailed(_) => "task",
+            Self::Closed | Self::Busy => "closed",
         }
     }
 }
@@ -110,7 +116,8 @@ pub enum OnCorruption {
 /// The archive file; cheap to clone, shared by the writer and the readers.
 #[derive(Clone)]
 pub struct Archive {
-    db: Arc<Database>,
+    /// `None` only while [`Archive::reopen`] has closed the file and could not open it again.
+    db: Arc<RwLock<Option<Arc<Database>>>>,
     path: PathBuf,
 }
 
@@ -125,69 +132,30 @@ impl Archive {
     /// verified first, so a file damaged outside redb (a bad disk, a stray write) is an
     /// [`ArchiveError::Damaged`], or is moved aside, and never trusted: redb may panic on one.
     pub fn open_with(path: &Path, on_corruption: OnCorruption) -> Result<Self> {
-        let open_failed = |source| ArchiveError::OpenFailed {
+        let db = open_db(path, on_corruption)?;
+        Ok(Self {
+            db: Arc::new(RwLock::new(Some(Arc::new(db)))),
             path: path.to_owned(),
-            source,
-        };
-        let opened = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true)
-            .create(path);
-        let db = match opened {
-            Ok(db) => db,
-            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail))) => {
-                if on_corruption == OnCorruption::Fail {
-                    return Err(ArchiveError::Damaged {
-                        path: path.to_owned(),
-                        detail,
-                    });
-                }
-                let aside = moved_aside(path);
-                std::fs::rename(path, &aside)
-                    .map_err(|e| open_failed(redb::StorageError::Io(e).into()))?;
-                tracing::warn!(
-                    damaged = %aside.display(),
-                    error = %detail,
-                    "The archive was damaged: moved it aside and started a new one."
-                );
-                Database::builder()
-                    .set_cache_size(CACHE_BYTES)
-                    .create(path)
-                    .map_err(open_failed)?
-            }
-            Err(e) => return Err(open_failed(e)),
-        };
-        let txn = db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let found = meta.get("schema")?.map(|v| v.value());
-            // A file without a version is new, or of the first layout if it has records.
-            let found = found.or_else(|| meta.get("next_seq").ok().flatten().map(|_| 1));
-            match found {
-                Some(SCHEMA_VERSION) => {}
-                None => {
-                    meta.insert("schema", SCHEMA_VERSION)?;
-                }
-                Some(found) => {
-                    return Err(ArchiveError::OtherSchema {
-                        path: path.to_owned(),
-                        found,
-                    });
+        })
+    }
+
+    /// Closes and opens the file again: after an I/O error (a full disk), redb refuses every
+    /// transaction until then. Fails, leaving the archive closed, while a query still holds the
+    /// old handle or the file cannot be opened yet; the caller retries.
+    pub fn reopen(&self) -> Result<()> {
+        let mut slot = self.db.write();
+        if let Some(db) = slot.take() {
+            match Arc::try_unwrap(db) {
+                // The only handle: dropping it closes the file.
+                Ok(db) => drop(db),
+                Err(shared) => {
+                    *slot = Some(shared);
+                    return Err(ArchiveError::Busy);
                 }
             }
         }
-        txn.open_table(RECORDS)?;
-        txn.open_table(BY_TIME)?;
-        txn.open_table(BY_NAMESPACE)?;
-        txn.open_table(BY_OBJECT)?;
-        txn.open_table(BY_REASON)?;
-        txn.open_table(LEDGER)?;
-        txn.open_table(CHECKPOINTS)?;
-        txn.commit()?;
-        Ok(Self {
-            db: Arc::new(db),
-            path: path.to_owned(),
-        })
+        *slot = Some(Arc::new(open_db(&self.path, OnCorruption::Fail)?));
+        Ok(())
     }
 
     /// Where the file is.
@@ -195,8 +163,9 @@ impl Archive {
         &self.path
     }
 
-    pub(crate) fn db(&self) -> &Database {
-        &self.db
+    /// The open file; an error while it is being reopened.
+    pub(crate) fn db(&self) -> Result<Arc<Database>> {
+        self.db.read().clone().ok_or(ArchiveError::Closed)
     }
 
     /// The ledger and checkpoints, for a restart. The ledger of an archived event is its
@@ -204,7 +173,7 @@ impl Archive {
     /// count, touched at its last occurrence. The [`LEDGER`] table adds the events whose record
     /// is missing or behind (rate limited, dropped); the higher count wins.
     pub fn restore(&self, since_us: u64) -> Result<Restored> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         // The ledger table is small (only what the records do not carry): keyed by seq, its rows
         // are merged into the records' entries as they stream past.
         let mut rows: HashMap<u64, LedgerEntry> = HashMap::new();
@@ -260,7 +229,7 @@ impl Archive {
 
     /// Commits one batch in one transaction; returns how many records it wrote.
     pub fn commit(&self, batch: &Batch) -> Result<usize> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         let written = write_batch(&txn, batch)?;
         txn.commit()?;
         Ok(written)
@@ -269,7 +238,7 @@ impl Archive {
     /// Deletes up to `max` records whose last occurrence is before `cutoff_us`, oldest first;
     /// returns how many went.
     pub fn delete_older_than(&self, cutoff_us: u64, max: usize) -> Result<usize> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         let doomed: Vec<u64> = {
             let by_time = txn.open_table(BY_TIME)?;
             let mut doomed = Vec::new();
@@ -292,7 +261,7 @@ impl Archive {
     /// Up to `max` records whose last occurrence is at or after `since_us`, oldest first: the
     /// events whose alerts may still be active after a restart.
     pub fn recent(&self, since_us: u64, max: usize) -> Result<Vec<Event>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let by_time = txn.open_table(BY_TIME)?;
         let records = txn.open_table(RECORDS)?;
         let mut out = Vec::new();
@@ -306,12 +275,12 @@ impl Archive {
     }
 
     pub fn record_count(&self) -> Result<u64> {
-        Ok(self.db.begin_read()?.open_table(RECORDS)?.len()?)
+        Ok(self.db()?.begin_read()?.open_table(RECORDS)?.len()?)
     }
 
     /// Bytes of the file in use by live pages (freed pages are reused before the file grows).
     pub fn used_bytes(&self) -> Result<u64> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         let stats = txn.stats()?;
         let used = stats.allocated_pages() * stats.page_size() as u64;
         txn.abort()?;
@@ -325,7 +294,7 @@ impl Archive {
 
     /// One record by seq.
     pub fn get(&self, seq: u64) -> Result<Option<Event>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let records = txn.open_table(RECORDS)?;
         let found = records.get(seq)?;
         Ok(match found {
@@ -432,6 +401,70 @@ fn delete_records(txn: &WriteTransaction, seqs: &[u64]) -> Result<()> {
     }
     Ok(())
 }
+/// Opens (or creates) the file and its tables; see [`Archive::open_with`].
+fn open_db(path: &Path, on_corruption: OnCorruption) -> Result<Database> {
+    let open_failed = |source| ArchiveError::OpenFailed {
+        path: path.to_owned(),
+        source,
+    };
+    let opened = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .set_check_integrity_on_open(true)
+        .create(path);
+    let db = match opened {
+        Ok(db) => db,
+        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail))) => {
+            if on_corruption == OnCorruption::Fail {
+                return Err(ArchiveError::Damaged {
+                    path: path.to_owned(),
+                    detail,
+                });
+            }
+            let aside = moved_aside(path);
+            std::fs::rename(path, &aside)
+                .map_err(|e| open_failed(redb::StorageError::Io(e).into()))?;
+            tracing::warn!(
+                damaged = %aside.display(),
+                error = %detail,
+                "The archive was damaged: moved it aside and started a new one."
+            );
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)
+                .map_err(open_failed)?
+        }
+        Err(e) => return Err(open_failed(e)),
+    };
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get("schema")?.map(|v| v.value());
+        // A file without a version is new, or of the first layout if it has records.
+        let found = found.or_else(|| meta.get("next_seq").ok().flatten().map(|_| 1));
+        match found {
+            Some(SCHEMA_VERSION) => {}
+            None => {
+                meta.insert("schema", SCHEMA_VERSION)?;
+            }
+            Some(found) => {
+                return Err(ArchiveError::OtherSchema {
+                    path: path.to_owned(),
+                    found,
+                });
+            }
+        }
+    }
+    txn.open_table(RECORDS)?;
+    txn.open_table(BY_TIME)?;
+    txn.open_table(BY_NAMESPACE)?;
+    txn.open_table(BY_OBJECT)?;
+    txn.open_table(BY_REASON)?;
+    txn.open_table(LEDGER)?;
+    txn.open_table(CHECKPOINTS)?;
+    txn.commit()?;
+    Ok(db)
+}
+
 /// `<path>.damaged-<unix seconds>`: where a damaged archive goes.
 fn moved_aside(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();

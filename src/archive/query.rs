@@ -224,7 +224,7 @@ fn upper(q: &Query) -> (u64, u64) {
 impl Archive {
     /// Runs `q`: newest last occurrence first; ties broken by seq (first sighting), descending.
     pub fn query(&self, q: &Query) -> Result<Page> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let records = txn.open_table(RECORDS)?;
         let since = q.since.unwrap_or(0);
         let (top, top_seq) = upper(q);

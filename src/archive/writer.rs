@@ -13,7 +13,7 @@ use std::{
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
     Archive, Batch, LedgerEntry,
@@ -21,7 +21,9 @@ use super::{
 };
 use crate::{
     event::{Event, micros},
+    health::Health,
     metrics::{ArchiveDrop, Metrics},
+    util::backoff::Backoff,
 };
 
 /// Commit at least this often: an event is durable within about a second.
@@ -154,6 +156,9 @@ pub struct WriterSettings {
     pub max_bytes: Option<u64>,
 }
 
+/// How the writer names itself in `/healthz` while commits fail.
+const HEALTH_PART: &str = "archive writes";
+
 /// The task that owns all archive writes.
 pub struct ArchiveWriter {
     archive: Archive,
@@ -162,7 +167,13 @@ pub struct ArchiveWriter {
     /// commits so their memory is reused, not freed and faulted in again.
     spare: Option<Batch>,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     settings: WriterSettings,
+    /// Commits are failing: the next attempt reopens the file first.
+    failing: bool,
+    /// While failing, no attempt before this.
+    retry_at: Option<Instant>,
+    backoff: Backoff,
 }
 
 /// Creates the sink and the writer that drains it.
@@ -171,6 +182,7 @@ pub fn channel(
     limiter: ArchiveLimiter,
     settings: WriterSettings,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
 ) -> (ArchiveSink, ArchiveWriter) {
     let pending = Arc::new(Pending {
         batch: Mutex::new(Batch::default()),
@@ -186,7 +198,11 @@ pub fn channel(
         pending,
         spare: Some(Batch::default()),
         metrics,
+        health,
         settings,
+        failing: false,
+        retry_at: None,
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
     };
     writer.metrics.archive_size_cap(settings.max_bytes);
     writer.report_size();
@@ -204,49 +220,93 @@ impl ArchiveWriter {
                 _ = flush.tick() => {}
                 _ = sweep.tick() => self.sweep().await,
                 () = stop.cancelled() => {
-                    self.flush().await;
+                    self.flush(true).await;
                     info!("Archive flushed.");
                     return Ok(());
                 }
             }
-            self.flush().await;
+            self.flush(false).await;
         }
     }
 
-    async fn flush(&mut self) {
+    /// Commits the pending batch. A batch that fails to commit (a full disk, an I/O error) is
+    /// not dropped: it goes back to pending, merged with what came in meanwhile, and the next
+    /// attempt, after a backoff, reopens the file first. The pending bound still holds, so a
+    /// long outage drops new records (as `queue_full`) but keeps every ledger entry.
+    async fn flush(&mut self, stopping: bool) {
+        if !stopping && self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
         let mut batch = self.spare.take().unwrap_or_default();
         mem::swap(&mut *self.pending.lock(), &mut batch);
         self.metrics.archive_pending(0);
-        if batch.is_empty() {
+        if batch.is_empty() && !self.failing {
             self.spare = Some(batch);
             return;
         }
-        let records = batch.record_count() as u64;
+        let records = batch.record_count();
         let archive = self.archive.clone();
+        let reopen = self.failing;
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            let result = archive.commit(&batch);
-            batch.clear();
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = if reopen { archive.reopen() } else { Ok(()) }
+                .and_then(|()| archive.commit(&batch));
             (batch, result)
         })
         .await;
-        let result = match result {
-            Ok((batch, result)) => {
-                self.spare = Some(batch);
-                result
+        let (mut batch, result) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                // The blocking task died (a panic ends the process; this is the runtime
+                // shutting down): the batch went with it.
+                self.metrics
+                    .archive_dropped(ArchiveDrop::Error, records as u64);
+                error!(error = %e, records, "Archive commit task failed; batch lost.");
+                return;
             }
-            Err(e) => Err(e.into()),
         };
         match result {
             Ok(written) => {
+                batch.clear();
+                self.spare = Some(batch);
                 self.metrics
                     .archive_committed(started.elapsed().as_secs_f64());
                 self.metrics.archive_written(written);
+                if self.failing {
+                    info!(records, "Archive writes recovered.");
+                    self.failing = false;
+                    self.retry_at = None;
+                    self.backoff.reset();
+                    self.health.recovered(HEALTH_PART);
+                }
+                self.report_size();
+            }
+            Err(e) if stopping => {
+                self.metrics
+                    .archive_dropped(ArchiveDrop::Error, records as u64);
+                self.metrics.archive_failed(e.kind());
+                error!(error = %e, records, "Archive commit failed at shutdown; batch lost.");
             }
             Err(e) => {
-                self.metrics.archive_dropped(ArchiveDrop::Error, records);
                 self.metrics.archive_failed(e.kind());
-                warn!(error = %e, records, "Archive commit failed; batch dropped.");
+                let delay = self.backoff.next_delay();
+                if self.failing {
+                    debug!(error = %e, records, "Archive commit failed again.");
+                } else {
+                    warn!(error = %e, records, retry_in = ?delay,
+                        "Archive commit failed; keeping the batch in memory and retrying.");
+                }
+                self.failing = true;
+                self.retry_at = Some(Instant::now() + delay);
+                self.health.failing(HEALTH_PART);
+                let waiting = {
+                    let mut pending = self.pending.lock();
+                    batch.absorb(&mut pending);
+                    mem::swap(&mut *pending, &mut batch);
+                    pending.record_count()
+                };
+                self.spare = Some(batch);
+                self.metrics.archive_pending(waiting);
             }
         }
     }

@@ -68,6 +68,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            // Reopening after an I/O error: try again shortly.
+            Self::ArchiveFailed(ArchiveError::Closed | ArchiveError::Busy) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::ArchiveFailed(e) => {
                 error!(error = %e, "Archive query failed.");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -432,10 +432,11 @@ impl WatchStream {
     fn set_failing(&mut self, failing: bool) {
         if failing != self.failing {
             self.failing = failing;
+            let part = format!("watch of {}", self.name);
             if failing {
-                self.ctx.health.stream_failed(&self.name);
+                self.ctx.health.failing(&part);
             } else {
-                self.ctx.health.stream_ok(&self.name);
+                self.ctx.health.recovered(&part);
             }
         }
     }

@@ -24,6 +24,15 @@ struct Process {
 
 impl Process {
     async fn start(launcher: &[&str], args: &[&str], stderr: Stdio) -> Self {
+        Self::start_with_stdin(launcher, args, Stdio::null(), stderr).await
+    }
+
+    async fn start_with_stdin(
+        launcher: &[&str],
+        args: &[&str],
+        stdin: Stdio,
+        stderr: Stdio,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let (program, before) = launcher.split_first().expect("launcher");
@@ -39,7 +48,7 @@ impl Process {
                 .arg(dir.path().join("archive.redb"));
         }
         let child = command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -49,8 +58,8 @@ impl Process {
             addr,
             _dir: dir,
         };
-        let url = process.url("/readyz");
-        wait_for("the exporter to be ready", Duration::from_secs(20), || {
+        let url = process.url("/healthz");
+        wait_for("the exporter to serve", Duration::from_secs(20), || {
             let url = url.clone();
             async move {
                 let r = http().get(&url).send().await.ok()?;
@@ -206,4 +215,202 @@ async fn a_damaged_archive_exits_2_or_is_moved_aside() {
         .count();
     assert_eq!(kept, 1);
     assert!(process.terminate().await.success());
+}
+
+/// A core/v1 Event as a replay line, last seen at the start of this minute: `i` makes the uid
+/// and the object, `message_bytes` pads the message.
+fn event_line(i: usize, message_bytes: usize) -> String {
+    let now = jiff::Timestamp::now().as_second();
+    let at = jiff::Timestamp::from_second(now - now % 60)
+        .expect("time")
+        .to_string();
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": format!("api-{i}.17f"),
+            "namespace": "shop",
+            "uid": format!("00000000-0000-4000-8000-{i:012}"),
+            "resourceVersion": i.to_string(),
+        },
+        "involvedObject": {"kind": "Pod", "namespace": "shop", "name": format!("api-{i}")},
+        "reason": "BackOff",
+        "message": "x".repeat(message_bytes),
+        "type": "Warning",
+        "source": {"component": "kubelet"},
+        "firstTimestamp": at,
+        "lastTimestamp": at,
+        "count": 1,
+    })
+    .to_string()
+        + "\n"
+}
+
+/// A tmpfs of `size` at `dir`, unmounted on drop; `None` where the machine does not allow
+/// mounting (not root, no privilege).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// How many records the archive API lists (up to 5,000).
+async fn archived(process: &Process) -> usize {
+    let (mut total, mut cursor) = (0, String::new());
+    loop {
+        let url = process.url(&format!("/api/v1/events?limit=1000{cursor}"));
+        let page: serde_json::Value = http()
+            .get(url)
+            .send()
+            .await
+            .expect("query")
+            .json()
+            .await
+            .expect("json");
+        total += page["items"].as_array().map_or(0, Vec::len);
+        match page["next_cursor"].as_str() {
+            Some(c) if total < 5000 => cursor = format!("&cursor={c}"),
+            _ => return total,
+        }
+    }
+}
+
+async fn metric(process: &Process, name: &str) -> f64 {
+    let text = http()
+        .get(process.url("/metrics"))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The archive on a tmpfs that fills up: commits fail, counting goes on, `/healthz` reports
+/// the archive after the threshold; once space is freed the archive reopens by itself and
+/// writes everything that waited in memory. A restart then counts nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_ridden_out_and_caught_up_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(_tmpfs) = Tmpfs::mount(&dir.path().join("mnt"), "8m") else {
+        eprintln!("skipped: this machine does not allow mounting a tmpfs");
+        return;
+    };
+    let archive = dir.path().join("mnt/archive.redb");
+    let args = [
+        "--archive-path",
+        archive.to_str().expect("utf-8"),
+        "--health-failure-threshold",
+        "1s",
+        "--archive-rate",
+        "100000",
+        "--archive-burst",
+        "100000",
+        "--archive-namespace-rate",
+        "100000",
+        "--archive-namespace-burst",
+        "100000",
+    ];
+    let mut exporter =
+        Process::start_with_stdin(&["env"], &args, Stdio::piped(), Stdio::null()).await;
+    let mut stdin = exporter.child.stdin.take().expect("stdin");
+    let mut feed = |from: usize, to: usize, pad: usize| {
+        use std::io::Write;
+        let lines: String = (from..to).map(|i| event_line(i, pad)).collect();
+        stdin.write_all(lines.as_bytes()).expect("feed");
+        stdin.flush().expect("flush");
+    };
+
+    feed(0, 200, 100);
+    wait_for("200 records", Duration::from_secs(20), || {
+        let e = &exporter;
+        async move { (archived(e).await == 200).then_some(()) }
+    })
+    .await;
+
+    // Fill the disk.
+    let filler = dir.path().join("mnt/filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    feed(200, 500, 3000);
+    wait_for(
+        "commits to fail and /healthz to say so",
+        Duration::from_secs(30),
+        || {
+            let e = &exporter;
+            async move {
+                let errors = metric(e, "kube_event_exporter_archive_errors_total").await;
+                (errors > 0.0 && e.get("/healthz").await == 503).then_some(())
+            }
+        },
+    )
+    .await;
+    // Counting goes on from memory.
+    assert_eq!(metric(&exporter, "kube_events_total").await, 500.0);
+    assert_eq!(exporter.get("/metrics").await, 200);
+
+    std::fs::remove_file(&filler).expect("free the disk");
+    wait_for("the archive to catch up", Duration::from_secs(60), || {
+        let e = &exporter;
+        async move { (archived(e).await == 500).then_some(()) }
+    })
+    .await;
+    wait_for("/healthz to recover", Duration::from_secs(10), || {
+        let e = &exporter;
+        async move { (e.get("/healthz").await == 200).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        metric(&exporter, "kube_event_exporter_archive_dropped_total").await,
+        0.0,
+        "nothing dropped"
+    );
+    drop(stdin);
+    assert!(exporter.terminate().await.success());
+
+    // The same 500 events again after a restart: every one is a duplicate.
+    let mut again = Process::start_with_stdin(&["env"], &args, Stdio::piped(), Stdio::null()).await;
+    let mut stdin = again.child.stdin.take().expect("stdin");
+    {
+        use std::io::Write;
+        let lines: String = (0..500).map(|i| event_line(i, 3000)).collect();
+        stdin.write_all(lines.as_bytes()).expect("feed");
+    }
+    drop(stdin);
+    wait_for("the replay to be read", Duration::from_secs(20), || {
+        let e = &again;
+        async move {
+            let skipped = metric(e, "kube_event_exporter_occurrences_skipped_total").await;
+            (skipped == 500.0).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(metric(&again, "kube_events_total").await, 0.0);
+    assert_eq!(archived(&again).await, 500);
+    assert!(again.terminate().await.success());
 }
