@@ -211,7 +211,7 @@ async fn replay_reads_stdin_and_keeps_serving() {
     assert_eq!(errors, 0.0);
     // Still serving after the input ended; SIGTERM stops it cleanly.
     assert_eq!(exporter.get("/healthz").await.0, 200);
-    assert!(exporter.terminate().success());
+    assert!(exporter.terminate().await.success());
 }
 
 fn sample_path() -> PathBuf {

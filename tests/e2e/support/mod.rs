@@ -199,19 +199,21 @@ impl Exporter {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM and waits for the exit status, without blocking the test's runtime.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "exporter ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = &mut self.child;
+        wait_for(
+            "the exporter to exit on SIGTERM",
+            Duration::from_secs(15),
+            || {
+                let status = child.try_wait().expect("try_wait");
+                async move { status }
+            },
+        )
+        .await
     }
 }
 
