@@ -10,7 +10,7 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    Exporter,
+    Exporter, POLL,
     alertmanager::{Alertmanager, Webhook, config},
     fake_apiserver::{FakeApiServer, new_event},
     free_port, totals_key, wait_for,
@@ -71,18 +71,11 @@ async fn wait_alerts<T>(
     timeout: Duration,
     check: impl Fn(&[Value]) -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
+    wait_for(what, timeout, Duration::from_millis(100), || async {
         let alerts = am.alerts().await;
-        if let Some(v) = check(&alerts) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; Alertmanager has {alerts:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        check(&alerts).ok_or_else(|| format!("Alertmanager has {alerts:#?}"))
+    })
+    .await
 }
 
 fn with_reason<'a>(alerts: &'a [Value], reason: &str) -> Vec<&'a Value> {
@@ -123,11 +116,11 @@ async fn routes_deliver_each_alert_to_its_receiver_and_repeats_update_one_alert(
         2,
     ));
 
-    let to_a = wait_for("receiver a", Duration::from_secs(20), || async {
+    let to_a = wait_for("receiver a", Duration::from_secs(20), POLL, || async {
         Some(webhook.alerts("/a")).filter(|a| !a.is_empty())
     })
     .await;
-    let to_b = wait_for("receiver b", Duration::from_secs(20), || async {
+    let to_b = wait_for("receiver b", Duration::from_secs(20), POLL, || async {
         Some(webhook.alerts("/b")).filter(|a| !a.is_empty())
     })
     .await;
@@ -183,6 +176,7 @@ async fn routes_deliver_each_alert_to_its_receiver_and_repeats_update_one_alert(
     wait_for(
         "a second to pass, so lastTimestamp moves",
         Duration::from_secs(3),
+        POLL,
         || async { (t0.elapsed() > Duration::from_millis(1100)).then_some(()) },
     )
     .await;
@@ -243,6 +237,7 @@ async fn an_alert_without_new_occurrences_resolves() {
     let resolved = wait_for(
         "the resolved notification",
         Duration::from_secs(30),
+        POLL,
         || async {
             webhook
                 .alerts("/default")
@@ -285,6 +280,7 @@ async fn alerts_raised_while_alertmanager_is_down_arrive_when_it_comes_up() {
     let failures = wait_for(
         "failed posts to be counted",
         Duration::from_secs(10),
+        POLL,
         || async {
             let s = exporter.metrics().await;
             s.get(
@@ -302,6 +298,7 @@ async fn alerts_raised_while_alertmanager_is_down_arrive_when_it_comes_up() {
     wait_for(
         "the archive, which does not wait either",
         Duration::from_secs(10),
+        POLL,
         || async {
             exporter
                 .get("/api/v1/events?namespace=shop")
@@ -373,6 +370,7 @@ async fn every_alertmanager_gets_every_alert_and_a_dead_one_delays_no_other() {
     wait_for(
         "posts to the dead one to fail",
         Duration::from_secs(20),
+        POLL,
         || async {
             let s = exporter.metrics().await;
             s.get(
@@ -418,12 +416,12 @@ async fn a_4xx_answer_is_not_retried() {
     )
     .await;
     fake.create(&new_event("shop", "Pod", "api-1", "BackOff", "Warning", 1));
-    wait_for("the first post", Duration::from_secs(20), || async {
+    wait_for("the first post", Duration::from_secs(20), POLL, || async {
         (rejecting.received().len() == 1).then_some(())
     })
     .await;
     fake.create(&new_event("shop", "Pod", "api-2", "BackOff", "Warning", 1));
-    wait_for("the second post", Duration::from_secs(20), || async {
+    wait_for("the second post", Duration::from_secs(20), POLL, || async {
         (rejecting.received().len() >= 2).then_some(())
     })
     .await;
@@ -467,6 +465,7 @@ async fn an_exporter_restart_re_alerts_nothing_old_and_nothing_stale() {
     wait_for(
         "the alert's event to be archived",
         Duration::from_secs(10),
+        POLL,
         || async {
             first
                 .get("/api/v1/events?namespace=shop&name=api-1")
@@ -489,7 +488,7 @@ async fn an_exporter_restart_re_alerts_nothing_old_and_nothing_stale() {
 
     let second = exporter(&fake, dir.path(), &[am.url()], &[]).await;
     // The restart may re-post the active alert unchanged; wait until it has.
-    wait_for("the re-post", Duration::from_secs(20), || async {
+    wait_for("the re-post", Duration::from_secs(20), POLL, || async {
         second
             .metrics()
             .await
@@ -501,9 +500,12 @@ async fn an_exporter_restart_re_alerts_nothing_old_and_nothing_stale() {
     })
     .await;
     let t0 = Instant::now();
-    wait_for("two group intervals", Duration::from_secs(5), || async {
-        (t0.elapsed() > Duration::from_secs(2)).then_some(())
-    })
+    wait_for(
+        "two group intervals",
+        Duration::from_secs(5),
+        POLL,
+        || async { (t0.elapsed() > Duration::from_secs(2)).then_some(()) },
+    )
     .await;
     let after = am.alerts().await;
     assert_eq!(

@@ -10,7 +10,7 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    Exporter, Model, Totals,
+    Exporter, Model, POLL, Totals,
     fake_apiserver::{FakeApiServer, Request, new_event},
     totals_key, wait_for,
 };
@@ -80,20 +80,21 @@ async fn wait_committed(exporter: &Exporter, model: &Model) {
         v.sort_unstable();
         v
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut have: Vec<u64> = archived_counts(exporter).await.into_values().collect();
-        have.sort_unstable();
-        if have == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "archive never matched the model: want {want:?}, have {have:?}\n{}",
-            exporter.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(
+        "the archive to match the model",
+        Duration::from_secs(20),
+        POLL,
+        || async {
+            let mut have: Vec<u64> = archived_counts(exporter).await.into_values().collect();
+            have.sort_unstable();
+            if have == want {
+                Ok(())
+            } else {
+                Err(exporter.with_logs(format!("want {want:?}, have {have:?}")))
+            }
+        },
+    )
+    .await;
 }
 
 /// Phase one of both restart tests: a first run that counts and commits a scenario, then dies
@@ -180,6 +181,7 @@ async fn a_killed_exporter_resumes_from_its_checkpoint_and_counts_nothing_twice(
     wait_for(
         "the two new events archived",
         Duration::from_secs(10),
+        POLL,
         || async { (archived_counts(&exporter).await.len() == committed.len() + 2).then_some(()) },
     )
     .await;
@@ -268,6 +270,7 @@ async fn a_kill_in_the_middle_of_a_storm_loses_no_committed_record() {
     let committed = wait_for(
         "some records committed",
         Duration::from_secs(60),
+        POLL,
         || async {
             let c = archived_counts(&exporter).await;
             (c.len() >= 300).then_some(c)
@@ -292,6 +295,7 @@ async fn a_kill_in_the_middle_of_a_storm_loses_no_committed_record() {
     let total = wait_for(
         "the whole storm archived",
         Duration::from_secs(60),
+        POLL,
         || async {
             let n = archived_counts(&exporter).await.len();
             (n == 3_000).then_some(n)
@@ -316,8 +320,11 @@ async fn pages_return_every_record_once_in_order_while_events_arrive() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let exporter = start(&fake, dir.path(), &[]).await;
-    let original: HashSet<String> =
-        wait_for("120 records archived", Duration::from_secs(20), || async {
+    let original: HashSet<String> = wait_for(
+        "120 records archived",
+        Duration::from_secs(20),
+        POLL,
+        || async {
             let items = archived(&exporter, "namespace=shop").await;
             (items.len() == 120).then(|| {
                 items
@@ -325,8 +332,9 @@ async fn pages_return_every_record_once_in_order_while_events_arrive() {
                     .map(|i| i["uid"].as_str().expect("uid").to_owned())
                     .collect()
             })
-        })
-        .await;
+        },
+    )
+    .await;
 
     let arrivals = {
         let fake = fake.clone();
@@ -436,6 +444,7 @@ async fn a_flooding_namespace_is_rate_limited_and_updates_never_are() {
     let archived_noisy = wait_for(
         "the admitted records committed",
         Duration::from_secs(10),
+        POLL,
         || async {
             let noisy = archived(&exporter, "namespace=noisy").await;
             let d = dropped(&exporter.metrics().await);
@@ -459,10 +468,15 @@ async fn a_flooding_namespace_is_rate_limited_and_updates_never_are() {
     for item in &archived_noisy {
         fake.set_count("noisy", item["event_name"].as_str().expect("event_name"), 5);
     }
-    wait_for("every update archived", Duration::from_secs(20), || async {
-        let items = archived(&exporter, "namespace=noisy").await;
-        let updated = items.iter().filter(|i| i["count"] == 5).count();
-        (updated >= archived_noisy.len()).then_some(())
-    })
+    wait_for(
+        "every update archived",
+        Duration::from_secs(20),
+        POLL,
+        || async {
+            let items = archived(&exporter, "namespace=noisy").await;
+            let updated = items.iter().filter(|i| i["count"] == 5).count();
+            (updated >= archived_noisy.len()).then_some(())
+        },
+    )
     .await;
 }

@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::support::{Exporter, Prometheus, wait_for};
+use crate::support::{Exporter, POLL, Prometheus, wait_for};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -273,7 +273,7 @@ async fn every_dashboard_and_rule_query_runs_on_real_data() {
     )
     .await;
     // Two scrapes of the counters, so rate() has points to work with.
-    wait_for("two scrapes", Duration::from_secs(40), || async {
+    wait_for("two scrapes", Duration::from_secs(40), POLL, || async {
         let data = prometheus
             .query("count_over_time(kube_events_total[1m])")
             .await
