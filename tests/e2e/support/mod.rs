@@ -5,6 +5,7 @@
 
 pub mod alertmanager;
 pub mod fake_apiserver;
+pub mod operator_kit;
 
 use std::{
     collections::BTreeMap,
