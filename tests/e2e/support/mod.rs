@@ -82,6 +82,15 @@ where
     }
 }
 
+/// Sends `signal` (`TERM`, `STOP`, `CONT`) to the process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
+
 /// Waits until `url` answers a 2xx (a server's readiness endpoint).
 pub async fn wait_http_ok(what: &str, url: &str) {
     wait_for(what, Duration::from_secs(30), POLL, || async {
@@ -252,9 +261,7 @@ impl Exporter {
 
     /// Sends SIGTERM and waits for the exit status, without blocking the test's runtime.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        signal(self.child.id(), "TERM");
         let child = &mut self.child;
         wait_for(
             "the exporter to exit on SIGTERM",
