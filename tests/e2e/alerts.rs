@@ -278,24 +278,41 @@ async fn alerts_raised_while_alertmanager_is_down_arrive_when_it_comes_up() {
     exporter
         .wait_totals(&[(totals_key("shop", "Pod", "BackOff", "Warning"), 10)].into())
         .await;
-    let failures = wait_for(
+    let am_url = format!("http://{am_addr}");
+    let (s, failures) = wait_for(
         "failed posts to be counted",
         Duration::from_secs(10),
         POLL,
         || async {
             let s = exporter.metrics().await;
-            s.get(
-                "kube_event_exporter_alert_post_failures_total",
-                &[
-                    ("alertmanager", &format!("http://{am_addr}")),
-                    ("reason", "connect"),
-                ],
-            )
-            .filter(|v| *v >= 1.0)
+            let failures = s
+                .get(
+                    "kube_event_exporter_alert_post_failures_total",
+                    &[("alertmanager", &am_url), ("reason", "connect")],
+                )
+                .filter(|v| *v >= 1.0)?;
+            Some((s, failures))
         },
     )
     .await;
-    assert!(failures >= 1.0);
+    // In the same scrape: every failure is a refused connection, and nothing was accepted.
+    let all_failures: f64 =
+        s.0.iter()
+            .filter(|(name, labels, _)| {
+                name == "kube_event_exporter_alert_post_failures_total"
+                    && labels.get("alertmanager") == Some(&am_url)
+            })
+            .map(|(_, _, v)| v)
+            .sum();
+    assert_eq!(all_failures, failures, "only connection failures");
+    assert_eq!(
+        s.get(
+            "kube_event_exporter_alerts_posted_total",
+            &[("alertmanager", &am_url)]
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
     wait_for(
         "the archive, which does not wait either",
         Duration::from_secs(10),
@@ -312,10 +329,24 @@ async fn alerts_raised_while_alertmanager_is_down_arrive_when_it_comes_up() {
     .await;
 
     let am = Alertmanager::start_at(am_addr, &config(&webhook, &[])).await;
-    wait_alerts(&am, "all five alerts", Duration::from_secs(30), |a| {
-        (a.len() == 5).then_some(())
+    let alerts = wait_alerts(&am, "all five alerts", Duration::from_secs(30), |a| {
+        (a.len() == 5).then(|| a.to_vec())
     })
     .await;
+    // The very alerts that waited, each once, with their count; none dropped from the queue.
+    let mut names: Vec<&str> = alerts.iter().map(|a| label(a, "name")).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["api-0", "api-1", "api-2", "api-3", "api-4"]);
+    for a in &alerts {
+        assert_eq!(annotation(a, "count"), "2", "{a:#}");
+    }
+    assert_eq!(
+        exporter.metrics().await.get(
+            "kube_event_exporter_alerts_dropped_total",
+            &[("alertmanager", &am_url)]
+        ),
+        Some(0.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

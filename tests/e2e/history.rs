@@ -291,18 +291,37 @@ async fn a_kill_in_the_middle_of_a_storm_loses_no_committed_record() {
         lost.len(),
         lost.first()
     );
-    // And the rest of the storm arrives.
-    let total = wait_for(
+    // And the rest of the storm arrives: every event of it once, nothing else.
+    let records = wait_for(
         "the whole storm archived",
         Duration::from_secs(60),
         POLL,
         || async {
-            let n = archived_counts(&exporter).await.len();
-            (n == 3_000).then_some(n)
+            let records = archived(&exporter, "").await;
+            (records.len() == 3_000).then_some(records)
         },
     )
     .await;
-    assert_eq!(total, 3_000);
+    let events: HashSet<(String, String)> = records
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().expect(k).to_owned();
+            (field("namespace"), field("name"))
+        })
+        .collect();
+    let storm: HashSet<(String, String)> = (0..3_000)
+        .map(|i| (format!("ns-{}", i % 5), format!("p-{i}")))
+        .collect();
+    assert!(
+        events == storm,
+        "the archive holds the storm's events, each once; {} of {} match",
+        events.intersection(&storm).count(),
+        storm.len()
+    );
+    assert!(
+        records.iter().all(|r| r["count"] == 1),
+        "every record has its event's one occurrence"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
