@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::support::{
     Exporter, POLL,
-    alertmanager::{Alertmanager, Webhook, config},
+    alertmanager::{Alertmanager, Received, Webhook, config},
+    barrier,
     fake_apiserver::{FakeApiServer, new_event},
     free_port, totals_key, wait_for,
 };
@@ -166,19 +167,48 @@ async fn routes_deliver_each_alert_to_its_receiver_and_repeats_update_one_alert(
         ),
         ("OOMKilling", "critical", "prod")
     );
-    // The Normal event and the silenced reason never reach Alertmanager.
-    let all = am.alerts().await;
-    assert_eq!(all.len(), 2, "{all:#?}");
+    // The Normal event and the silenced reason never reach Alertmanager: a later alert goes
+    // through the same queue, so once it is there, they would be too.
+    let marker = new_event("shop", "Pod", "api-9", "Unhealthy", "Warning", 1);
+    let all = barrier(&fake, &marker, || async {
+        let alerts = am.alerts().await;
+        alerts
+            .iter()
+            .any(|a| label(a, "name") == "api-9")
+            .then_some(alerts)
+    })
+    .await;
+    let mut got: Vec<(&str, &str)> = all
+        .iter()
+        .map(|a| (label(a, "name"), label(a, "reason")))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [
+            ("api-1", "BackOff"),
+            ("api-9", "Unhealthy"),
+            ("db-0", "OOMKilling")
+        ],
+        "{all:#?}"
+    );
     assert!(webhook.alerts("/default").is_empty());
 
-    // Four repeats: still one alert, same fingerprint; its count and endsAt move.
+    // Four repeats: still one alert, same fingerprint; its count and endsAt move. The fake's
+    // timestamps have whole seconds: the repeats carry a later one once the clock has passed
+    // the alert's last_seen.
     let first = with_reason(&all, "BackOff")[0].clone();
-    let t0 = Instant::now();
+    let last_seen: jiff::Timestamp = annotation(&first, "last_seen").parse().expect("last_seen");
     wait_for(
-        "a second to pass, so lastTimestamp moves",
+        "the clock to pass the alert's last_seen",
         Duration::from_secs(3),
         POLL,
-        || async { (t0.elapsed() > Duration::from_millis(1100)).then_some(()) },
+        || async {
+            let now = jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .expect("rounding to seconds cannot overflow");
+            (now > last_seen).then_some(())
+        },
     )
     .await;
     for count in 4..=7 {
@@ -206,13 +236,13 @@ async fn routes_deliver_each_alert_to_its_receiver_and_repeats_update_one_alert(
         .unwrap_or(0.0)
             >= 2.0
     );
-    assert!(
+    assert_eq!(
         s.get(
             "kube_event_exporter_alerts_skipped_total",
             &[("reason", "rule")]
-        )
-        .unwrap_or(0.0)
-            >= 1.0
+        ),
+        Some(1.0),
+        "the silenced FailedMount, and only it"
     );
 }
 
@@ -495,25 +525,52 @@ async fn a_4xx_answer_is_not_retried() {
         (rejecting.received().len() >= 2).then_some(())
     })
     .await;
-    let received = rejecting.received();
-    assert_eq!(received.len(), 2, "no retries: {received:#?}");
+    // A retry would go out before any later alert (a failed batch goes back to the front of
+    // the queue): once a third alert is posted, every retry there was to be is in.
+    let names = |post: &Received| -> Vec<String> {
+        post.body
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|a| label(a, "name").to_owned())
+            .collect()
+    };
+    let marker = new_event("shop", "Pod", "api-3", "BackOff", "Warning", 1);
+    let received = barrier(&fake, &marker, || async {
+        let received = rejecting.received();
+        received
+            .iter()
+            .any(|r| names(r).iter().any(|n| n == "api-3"))
+            .then_some(received)
+    })
+    .await;
+    assert_eq!(received.len(), 3, "no retries: {received:#?}");
     assert_eq!(received[0].path, "/api/v2/alerts");
-    let names: Vec<&str> = received[1]
-        .body
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|a| label(a, "name"))
-        .collect();
-    assert_eq!(names, ["api-2"], "the rejected alert was not sent again");
-    let s = exporter.metrics().await;
+    assert_eq!(names(&received[0]), ["api-1"]);
     assert_eq!(
-        s.get(
-            "kube_event_exporter_alert_post_failures_total",
-            &[("alertmanager", &rejecting.url("")), ("reason", "http_4xx")]
-        ),
-        Some(2.0)
+        names(&received[1]),
+        ["api-2"],
+        "the rejected alert was not sent again"
     );
+    assert_eq!(names(&received[2]), ["api-3"]);
+    // Each rejection is counted once the exporter has read the answer.
+    wait_for(
+        "the three rejections to be counted",
+        Duration::from_secs(10),
+        POLL,
+        || async {
+            let failures = exporter.metrics().await.get(
+                "kube_event_exporter_alert_post_failures_total",
+                &[("alertmanager", &rejecting.url("")), ("reason", "http_4xx")],
+            );
+            if failures == Some(3.0) {
+                Ok(())
+            } else {
+                Err(format!("{failures:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -569,32 +626,52 @@ async fn an_exporter_restart_re_alerts_nothing_old_and_nothing_stale() {
             .filter(|v| *v >= 1.0)
     })
     .await;
-    let t0 = Instant::now();
-    wait_for(
-        "two group intervals",
-        Duration::from_secs(5),
-        POLL,
-        || async { (t0.elapsed() > Duration::from_secs(2)).then_some(()) },
-    )
+    // The restored alerts were queued before any new event: once a new event's alert is in
+    // Alertmanager, so is everything the second exporter had to say about the old ones.
+    let marker = new_event("shop", "Pod", "api-2", "BackOff", "Warning", 1);
+    let after = barrier(&fake, &marker, || async {
+        let alerts = am.alerts().await;
+        alerts
+            .iter()
+            .any(|a| label(a, "name") == "api-2")
+            .then_some(alerts)
+    })
     .await;
-    let after = am.alerts().await;
     assert_eq!(
         after.len(),
-        1,
+        2,
         "the stale event is never alerted: {after:#?}"
     );
+    let old = after
+        .iter()
+        .find(|a| label(a, "name") == "api-1")
+        .expect("the old alert is still active");
     for field in ["fingerprint", "startsAt", "endsAt"] {
-        assert_eq!(after[0][field], before[field], "{field} unchanged");
+        assert_eq!(old[field], before[field], "{field} unchanged");
     }
-    assert_eq!(annotation(&after[0], "count"), "2");
-    assert_eq!(
-        webhook.alerts("/default").len(),
-        notified,
-        "no new notification"
-    );
+    assert_eq!(annotation(old, "count"), "2");
+    // Alertmanager holds the old alert unchanged, so it has nothing new to notify about it;
+    // the new alert's notification is the only one.
+    let notifications = wait_for(
+        "the new alert's notification",
+        Duration::from_secs(20),
+        POLL,
+        || async {
+            let all = webhook.alerts("/default");
+            all.iter()
+                .any(|a| label(a, "name") == "api-2")
+                .then_some(all)
+        },
+    )
+    .await;
+    let new: Vec<&str> = notifications[notified..]
+        .iter()
+        .map(|a| label(a, "name"))
+        .collect();
+    assert_eq!(new, ["api-2"], "no new notification for the old alert");
     assert_eq!(
         second.metrics().await.event_totals(),
-        crate::support::Totals::new(),
-        "nothing counted twice"
+        [(totals_key("shop", "Pod", "BackOff", "Warning"), 1)].into(),
+        "nothing counted twice: only the new event's occurrence"
     );
 }

@@ -82,6 +82,30 @@ where
     }
 }
 
+/// A causal barrier for checking that something did *not* happen, instead of waiting a while.
+/// The exporter takes events in the order the API server sends them, and each output (the
+/// counters, the archive, each Alertmanager's queue) handles them in that order. So: create
+/// `marker` after whatever must have had no effect, wait until `observed` shows the marker in
+/// an output, and that output has handled everything before it; what it does not show did not
+/// happen. Returns what `observed` yielded, to check in one look.
+pub async fn barrier<L, F, Fut>(
+    fake: &fake_apiserver::FakeApiServer,
+    marker: &fake_apiserver::NewEvent,
+    observed: F,
+) -> L::Value
+where
+    L: Look,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = L>,
+{
+    fake.create(marker);
+    let what = format!(
+        "the marker event {}/{} {} to come through",
+        marker.namespace, marker.object, marker.reason
+    );
+    wait_for(&what, Duration::from_secs(20), POLL, observed).await
+}
+
 /// Sends `signal` (`TERM`, `STOP`, `CONT`) to the process `pid`.
 pub fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
