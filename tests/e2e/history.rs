@@ -326,7 +326,7 @@ async fn a_kill_in_the_middle_of_a_storm_loses_no_committed_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_return_every_record_once_in_order_while_events_arrive() {
-    let fake = std::sync::Arc::new(FakeApiServer::start().await);
+    let fake = FakeApiServer::start().await;
     for i in 0..120 {
         fake.create(&new_event(
             "shop",
@@ -355,22 +355,10 @@ async fn pages_return_every_record_once_in_order_while_events_arrive() {
     )
     .await;
 
-    let arrivals = {
-        let fake = fake.clone();
-        tokio::spawn(async move {
-            for i in 0..200 {
-                fake.create(&new_event(
-                    "shop",
-                    "Pod",
-                    &format!("new-{i}"),
-                    "Killing",
-                    "Normal",
-                    1,
-                ));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    // Seven records a page; every sixth page, ten new events arrive and are archived (waited
+    // for) before the next page is read.
+    let mut arrived = 0;
+    let mut pages = 0;
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -391,19 +379,52 @@ async fn pages_return_every_record_once_in_order_while_events_arrive() {
                 item["uid"].as_str().expect("uid").to_owned(),
             ));
         }
+        pages += 1;
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        if pages % 6 == 1 {
+            for _ in 0..10 {
+                fake.create(&new_event(
+                    "shop",
+                    "Pod",
+                    &format!("new-{arrived}"),
+                    "Killing",
+                    "Normal",
+                    1,
+                ));
+                arrived += 1;
+            }
+            let want = 120 + arrived;
+            wait_for(
+                &format!("{want} records archived"),
+                Duration::from_secs(20),
+                POLL,
+                || async {
+                    (archived(&exporter, "namespace=shop").await.len() == want).then_some(())
+                },
+            )
+            .await;
+        }
     }
-    arrivals.abort();
+    assert!(
+        arrived >= 30,
+        "only {arrived} events arrived during the walk"
+    );
     let uids: Vec<&String> = seen.iter().map(|(_, u)| u).collect();
     let unique: HashSet<&String> = uids.iter().copied().collect();
     assert_eq!(unique.len(), uids.len(), "a record came twice");
     for uid in &original {
         assert!(unique.contains(uid), "record {uid} was skipped");
     }
+    // What arrives is newer than the cursor: the walk returns exactly the records there were
+    // when it began.
+    assert_eq!(
+        unique,
+        original.iter().collect(),
+        "the walk returned records that arrived after it began"
+    );
     assert!(
         seen.windows(2).all(|w| w[0].0 >= w[1].0),
         "not newest first"
