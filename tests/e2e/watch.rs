@@ -110,10 +110,22 @@ async fn play(fake: &FakeApiServer, args: &[&str]) -> (Totals, Exporter) {
         &new_event("prod", "Pod", "db-1", "FailedMount", "Warning", 2),
     );
     exporter.wait_totals(&m.totals()).await;
+    // The totals match the model; the update came through the watch, not a relist.
+    let s = exporter.metrics().await;
     assert_eq!(
-        exporter.metrics().await.event_totals()[&totals_key("shop", "Pod", "BackOff", "Warning")],
+        s.event_totals()[&totals_key("shop", "Pod", "BackOff", "Warning")],
         7
     );
+    assert!(
+        s.get(
+            "kube_event_exporter_watch_events_total",
+            &[("type", "MODIFIED")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "the count update arrived as a MODIFIED watch event"
+    );
+    assert_eq!(s.value("kube_event_exporter_watch_gaps_total"), 0.0);
 
     // The stream closes; what happens meanwhile arrives through the re-watch.
     fake.close_watches();
