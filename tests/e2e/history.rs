@@ -10,7 +10,7 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    Exporter, Model, POLL, Totals,
+    Exporter, Model, POLL, Totals, TotalsKey, barrier,
     fake_apiserver::{FakeApiServer, Request, new_event},
     totals_key, wait_for,
 };
@@ -54,6 +54,21 @@ fn minus(a: &Totals, b: &Totals) -> Totals {
         .map(|(k, v)| (k.clone(), v - b.get(k).copied().unwrap_or(0)))
         .filter(|(_, v)| *v > 0)
         .collect()
+}
+
+/// "Nothing counted twice", checked behind a barrier: creates a marker event, waits until the
+/// exporter has counted it (and so everything before it), and returns the totals less the
+/// marker's one occurrence.
+async fn totals_behind_a_marker(fake: &FakeApiServer, exporter: &Exporter) -> Totals {
+    let marker = new_event("marker", "Pod", "m", "Started", "Normal", 1);
+    let key: TotalsKey = totals_key("marker", "Pod", "Started", "Normal");
+    let mut totals = barrier(fake, &marker, || async {
+        let totals = exporter.metrics().await.event_totals();
+        totals.contains_key(&key).then_some(totals)
+    })
+    .await;
+    assert_eq!(totals.remove(&key), Some(1), "the marker counted once");
+    totals
 }
 
 /// Starts the exporter on `archive`, against `fake`.
@@ -185,6 +200,11 @@ async fn a_killed_exporter_resumes_from_its_checkpoint_and_counts_nothing_twice(
         || async { (archived_counts(&exporter).await.len() == committed.len() + 2).then_some(()) },
     )
     .await;
+    assert_eq!(
+        totals_behind_a_marker(&fake, &exporter).await,
+        minus(&m.totals(), &counted),
+        "nothing counted twice, later either"
+    );
 
     let requests: Vec<_> = fake
         .requests()
@@ -229,6 +249,11 @@ async fn an_expired_checkpoint_relists_counts_a_gap_and_still_counts_nothing_twi
 
     let exporter = start(&fake, dir.path(), &[]).await;
     exporter.wait_totals(&minus(&m.totals(), &counted)).await;
+    assert_eq!(
+        totals_behind_a_marker(&fake, &exporter).await,
+        minus(&m.totals(), &counted),
+        "nothing counted twice, later either"
+    );
     let s = exporter.metrics().await;
     assert_eq!(s.value("kube_event_exporter_watch_gaps_total"), 1.0);
     let requests: Vec<_> = fake
