@@ -1,5 +1,7 @@
 //! Test support: the real exporter binary as a child process, a real Prometheus, the fake API
-//! server, and helpers to poll with a deadline (tests never sleep to wait).
+//! server, Alertmanager, the operator's kit files, and two ways to wait without sleeping:
+//! [`wait_for`] polls for a condition with a deadline, and [`barrier`] makes "this did not
+//! happen" checkable by waiting for a later event to come through.
 
 #![allow(dead_code)]
 
