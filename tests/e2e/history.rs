@@ -10,7 +10,7 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    Exporter, Model, Totals,
+    Exporter, Model, POLL, Totals, TotalsKey, barrier,
     fake_apiserver::{FakeApiServer, Request, new_event},
     totals_key, wait_for,
 };
@@ -56,6 +56,21 @@ fn minus(a: &Totals, b: &Totals) -> Totals {
         .collect()
 }
 
+/// "Nothing counted twice", checked behind a barrier: creates a marker event, waits until the
+/// exporter has counted it (and so everything before it), and returns the totals less the
+/// marker's one occurrence.
+async fn totals_behind_a_marker(fake: &FakeApiServer, exporter: &Exporter) -> Totals {
+    let marker = new_event("marker", "Pod", "m", "Started", "Normal", 1);
+    let key: TotalsKey = totals_key("marker", "Pod", "Started", "Normal");
+    let mut totals = barrier(fake, &marker, || async {
+        let totals = exporter.metrics().await.event_totals();
+        totals.contains_key(&key).then_some(totals)
+    })
+    .await;
+    assert_eq!(totals.remove(&key), Some(1), "the marker counted once");
+    totals
+}
+
 /// Starts the exporter on `archive`, against `fake`.
 async fn start(fake: &FakeApiServer, dir: &std::path::Path, extra: &[&str]) -> Exporter {
     let kubeconfig = fake.write_kubeconfig(dir);
@@ -80,20 +95,21 @@ async fn wait_committed(exporter: &Exporter, model: &Model) {
         v.sort_unstable();
         v
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut have: Vec<u64> = archived_counts(exporter).await.into_values().collect();
-        have.sort_unstable();
-        if have == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "archive never matched the model: want {want:?}, have {have:?}\n{}",
-            exporter.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(
+        "the archive to match the model",
+        Duration::from_secs(20),
+        POLL,
+        || async {
+            let mut have: Vec<u64> = archived_counts(exporter).await.into_values().collect();
+            have.sort_unstable();
+            if have == want {
+                Ok(())
+            } else {
+                Err(exporter.with_logs(format!("want {want:?}, have {have:?}")))
+            }
+        },
+    )
+    .await;
 }
 
 /// Phase one of both restart tests: a first run that counts and commits a scenario, then dies
@@ -180,9 +196,15 @@ async fn a_killed_exporter_resumes_from_its_checkpoint_and_counts_nothing_twice(
     wait_for(
         "the two new events archived",
         Duration::from_secs(10),
+        POLL,
         || async { (archived_counts(&exporter).await.len() == committed.len() + 2).then_some(()) },
     )
     .await;
+    assert_eq!(
+        totals_behind_a_marker(&fake, &exporter).await,
+        minus(&m.totals(), &counted),
+        "nothing counted twice, later either"
+    );
 
     let requests: Vec<_> = fake
         .requests()
@@ -227,6 +249,11 @@ async fn an_expired_checkpoint_relists_counts_a_gap_and_still_counts_nothing_twi
 
     let exporter = start(&fake, dir.path(), &[]).await;
     exporter.wait_totals(&minus(&m.totals(), &counted)).await;
+    assert_eq!(
+        totals_behind_a_marker(&fake, &exporter).await,
+        minus(&m.totals(), &counted),
+        "nothing counted twice, later either"
+    );
     let s = exporter.metrics().await;
     assert_eq!(s.value("kube_event_exporter_watch_gaps_total"), 1.0);
     let requests: Vec<_> = fake
@@ -268,6 +295,7 @@ async fn a_kill_in_the_middle_of_a_storm_loses_no_committed_record() {
     let committed = wait_for(
         "some records committed",
         Duration::from_secs(60),
+        POLL,
         || async {
             let c = archived_counts(&exporter).await;
             (c.len() >= 300).then_some(c)
@@ -288,22 +316,42 @@ async fn a_kill_in_the_middle_of_a_storm_loses_no_committed_record() {
         lost.len(),
         lost.first()
     );
-    // And the rest of the storm arrives.
-    let total = wait_for(
+    // And the rest of the storm arrives: every event of it once, nothing else.
+    let records = wait_for(
         "the whole storm archived",
         Duration::from_secs(60),
+        POLL,
         || async {
-            let n = archived_counts(&exporter).await.len();
-            (n == 3_000).then_some(n)
+            let records = archived(&exporter, "").await;
+            (records.len() == 3_000).then_some(records)
         },
     )
     .await;
-    assert_eq!(total, 3_000);
+    let events: HashSet<(String, String)> = records
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().expect(k).to_owned();
+            (field("namespace"), field("name"))
+        })
+        .collect();
+    let storm: HashSet<(String, String)> = (0..3_000)
+        .map(|i| (format!("ns-{}", i % 5), format!("p-{i}")))
+        .collect();
+    assert!(
+        events == storm,
+        "the archive holds the storm's events, each once; {} of {} match",
+        events.intersection(&storm).count(),
+        storm.len()
+    );
+    assert!(
+        records.iter().all(|r| r["count"] == 1),
+        "every record has its event's one occurrence"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_return_every_record_once_in_order_while_events_arrive() {
-    let fake = std::sync::Arc::new(FakeApiServer::start().await);
+    let fake = FakeApiServer::start().await;
     for i in 0..120 {
         fake.create(&new_event(
             "shop",
@@ -316,8 +364,11 @@ async fn pages_return_every_record_once_in_order_while_events_arrive() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let exporter = start(&fake, dir.path(), &[]).await;
-    let original: HashSet<String> =
-        wait_for("120 records archived", Duration::from_secs(20), || async {
+    let original: HashSet<String> = wait_for(
+        "120 records archived",
+        Duration::from_secs(20),
+        POLL,
+        || async {
             let items = archived(&exporter, "namespace=shop").await;
             (items.len() == 120).then(|| {
                 items
@@ -325,25 +376,14 @@ async fn pages_return_every_record_once_in_order_while_events_arrive() {
                     .map(|i| i["uid"].as_str().expect("uid").to_owned())
                     .collect()
             })
-        })
-        .await;
+        },
+    )
+    .await;
 
-    let arrivals = {
-        let fake = fake.clone();
-        tokio::spawn(async move {
-            for i in 0..200 {
-                fake.create(&new_event(
-                    "shop",
-                    "Pod",
-                    &format!("new-{i}"),
-                    "Killing",
-                    "Normal",
-                    1,
-                ));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    // Seven records a page; every sixth page, ten new events arrive and are archived (waited
+    // for) before the next page is read.
+    let mut arrived = 0;
+    let mut pages = 0;
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -364,19 +404,52 @@ async fn pages_return_every_record_once_in_order_while_events_arrive() {
                 item["uid"].as_str().expect("uid").to_owned(),
             ));
         }
+        pages += 1;
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        if pages % 6 == 1 {
+            for _ in 0..10 {
+                fake.create(&new_event(
+                    "shop",
+                    "Pod",
+                    &format!("new-{arrived}"),
+                    "Killing",
+                    "Normal",
+                    1,
+                ));
+                arrived += 1;
+            }
+            let want = 120 + arrived;
+            wait_for(
+                &format!("{want} records archived"),
+                Duration::from_secs(20),
+                POLL,
+                || async {
+                    (archived(&exporter, "namespace=shop").await.len() == want).then_some(())
+                },
+            )
+            .await;
+        }
     }
-    arrivals.abort();
+    assert!(
+        arrived >= 30,
+        "only {arrived} events arrived during the walk"
+    );
     let uids: Vec<&String> = seen.iter().map(|(_, u)| u).collect();
     let unique: HashSet<&String> = uids.iter().copied().collect();
     assert_eq!(unique.len(), uids.len(), "a record came twice");
     for uid in &original {
         assert!(unique.contains(uid), "record {uid} was skipped");
     }
+    // What arrives is newer than the cursor: the walk returns exactly the records there were
+    // when it began.
+    assert_eq!(
+        unique,
+        original.iter().collect(),
+        "the walk returned records that arrived after it began"
+    );
     assert!(
         seen.windows(2).all(|w| w[0].0 >= w[1].0),
         "not newest first"
@@ -436,6 +509,7 @@ async fn a_flooding_namespace_is_rate_limited_and_updates_never_are() {
     let archived_noisy = wait_for(
         "the admitted records committed",
         Duration::from_secs(10),
+        POLL,
         || async {
             let noisy = archived(&exporter, "namespace=noisy").await;
             let d = dropped(&exporter.metrics().await);
@@ -459,10 +533,15 @@ async fn a_flooding_namespace_is_rate_limited_and_updates_never_are() {
     for item in &archived_noisy {
         fake.set_count("noisy", item["event_name"].as_str().expect("event_name"), 5);
     }
-    wait_for("every update archived", Duration::from_secs(20), || async {
-        let items = archived(&exporter, "namespace=noisy").await;
-        let updated = items.iter().filter(|i| i["count"] == 5).count();
-        (updated >= archived_noisy.len()).then_some(())
-    })
+    wait_for(
+        "every update archived",
+        Duration::from_secs(20),
+        POLL,
+        || async {
+            let items = archived(&exporter, "namespace=noisy").await;
+            let updated = items.iter().filter(|i| i["count"] == 5).count();
+            (updated >= archived_noisy.len()).then_some(())
+        },
+    )
     .await;
 }

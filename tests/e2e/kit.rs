@@ -1,217 +1,21 @@
-//! The operator's kit: alert rules (promtool), dashboards and rules evaluated by a real
-//! Prometheus that scraped the real exporter, the kustomize deployment checked against the
-//! Kubernetes types and the binary's flags and routes, and the Dockerfile's build command.
+//! The operator's kit against the running exporter: every dashboard and rule query evaluated by
+//! a real Prometheus that scraped it, and the kustomize deployment checked against the
+//! Kubernetes types and the binary's flags and routes. The kit's file-only checks are in
+//! `tests/kit.rs`.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
-    path::{Path, PathBuf},
+    collections::{BTreeMap, BTreeSet},
     process::Command,
     time::Duration,
 };
 
 use serde_json::Value;
 
-use crate::support::{Exporter, Prometheus, wait_for};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn yaml(path: &Path) -> Value {
-    serde_saphyr::from_str(&std::fs::read_to_string(path).expect("read")).expect("yaml")
-}
-
-fn rules() -> Value {
-    yaml(&root().join("alerts/kube-event-exporter.rules.yml"))
-}
-
-fn all_rules(rules: &Value) -> Vec<Value> {
-    rules["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
-        .collect()
-}
-
-fn promtool(args: &[&str]) -> (bool, String) {
-    let out = Command::new("promtool")
-        .args(args)
-        .current_dir(root().join("alerts"))
-        .output()
-        .expect("promtool");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-#[test]
-fn alert_rules_pass_promtool_and_every_alert_has_a_firing_and_a_quiet_case() {
-    let (ok, out) = promtool(&["check", "rules", "kube-event-exporter.rules.yml"]);
-    assert!(ok, "{out}");
-    let (ok, out) = promtool(&["test", "rules", "kube-event-exporter.rules.test.yml"]);
-    assert!(ok, "{out}");
-
-    let tests = yaml(&root().join("alerts/kube-event-exporter.rules.test.yml"));
-    let mut firing = HashSet::new();
-    let mut quiet = HashSet::new();
-    for t in tests["tests"].as_array().expect("tests") {
-        for case in t["alert_rule_test"].as_array().into_iter().flatten() {
-            let name = case["alertname"].as_str().expect("alertname").to_owned();
-            if case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()) {
-                firing.insert(name);
-            } else {
-                quiet.insert(name);
-            }
-        }
-    }
-    let runbook = std::fs::read_to_string(root().join("alerts/runbook.md")).expect("runbook");
-    for rule in all_rules(&rules()) {
-        let name = rule["alert"].as_str().expect("alert name");
-        assert!(firing.contains(name), "{name} has no firing test case");
-        assert!(quiet.contains(name), "{name} has no quiet test case");
-        for key in ["summary", "description", "runbook_url"] {
-            assert!(
-                rule["annotations"][key]
-                    .as_str()
-                    .is_some_and(|v| !v.is_empty()),
-                "{name} lacks {key}"
-            );
-        }
-        let anchor = rule["annotations"]["runbook_url"]
-            .as_str()
-            .expect("url")
-            .rsplit_once('#')
-            .expect("anchor")
-            .1
-            .to_owned();
-        assert_eq!(anchor, name.to_lowercase());
-        assert!(
-            runbook.contains(&format!("## {name}\n")),
-            "runbook has no section for {name}"
-        );
-        for part in [
-            "**Meaning.**",
-            "**Impact.**",
-            "**Diagnosis.**",
-            "**Mitigation.**",
-        ] {
-            let section = runbook
-                .split(&format!("## {name}\n"))
-                .nth(1)
-                .expect("section")
-                .split("\n## ")
-                .next()
-                .expect("body");
-            assert!(
-                section.contains(part),
-                "runbook section {name} lacks {part}"
-            );
-        }
-    }
-}
-
-#[test]
-fn the_prometheusrule_holds_exactly_the_rules_file() {
-    let pr = yaml(&root().join("deploy/prometheusrule/prometheusrule.yaml"));
-    assert_eq!(pr["kind"], "PrometheusRule");
-    assert_eq!(pr["apiVersion"], "monitoring.coreos.com/v1");
-    assert_eq!(
-        pr["spec"],
-        rules(),
-        "deploy/prometheusrule/prometheusrule.yaml is out of date with alerts/"
-    );
-}
-
-fn dashboards() -> Vec<(String, Value)> {
-    ["kubernetes-events.json", "kube-event-exporter.json"]
-        .iter()
-        .map(|f| {
-            let text =
-                std::fs::read_to_string(root().join("dashboards").join(f)).expect("read dashboard");
-            (
-                (*f).to_owned(),
-                serde_json::from_str(&text).expect("dashboard JSON"),
-            )
-        })
-        .collect()
-}
-
-/// Every `"datasource"` object anywhere in a dashboard.
-fn datasources(v: &Value, out: &mut Vec<Value>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                if k == "datasource" {
-                    out.push(v.clone());
-                }
-                datasources(v, out);
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|v| datasources(v, out)),
-        _ => {}
-    }
-}
-
-#[test]
-fn dashboards_are_valid_and_use_the_datasource_input() {
-    for (file, d) in dashboards() {
-        assert!(
-            d["schemaVersion"].as_u64().is_some_and(|v| v >= 36),
-            "{file}: current schema"
-        );
-        assert_eq!(d["__inputs"][0]["type"], "datasource", "{file}");
-        let input = format!(
-            "${{{}}}",
-            d["__inputs"][0]["name"].as_str().expect("input name")
-        );
-        let ds_var = &d["templating"]["list"][0];
-        assert_eq!(
-            (ds_var["type"].as_str(), ds_var["current"]["value"].as_str()),
-            (Some("datasource"), Some(input.as_str())),
-            "{file}"
-        );
-        let mut ids = HashSet::new();
-        for p in d["panels"].as_array().expect("panels") {
-            assert!(
-                ids.insert(p["id"].as_u64().expect("id")),
-                "{file}: duplicate panel id {}",
-                p["id"]
-            );
-        }
-        let mut refs = Vec::new();
-        datasources(&d["panels"], &mut refs);
-        datasources(
-            &d["templating"]["list"].as_array().expect("vars")[1..]
-                .to_vec()
-                .into(),
-            &mut refs,
-        );
-        for r in refs {
-            assert_eq!(
-                r["uid"], "${datasource}",
-                "{file}: a datasource reference bypasses the input: {r}"
-            );
-        }
-        for name in ["namespace", "kind", "reason"] {
-            if file == "kubernetes-events.json" {
-                assert!(
-                    d["templating"]["list"]
-                        .as_array()
-                        .expect("vars")
-                        .iter()
-                        .any(|v| v["name"] == name),
-                    "{file}: no ${name}"
-                );
-            }
-        }
-    }
-}
+use crate::support::{
+    Exporter, POLL, Prometheus,
+    operator_kit::{all_rules, dashboards, root, rules},
+    wait_for,
+};
 
 /// Every PromQL expression of the dashboards (with the template variables filled in) and the
 /// alert rules, tagged with whether it must return data.
@@ -273,7 +77,7 @@ async fn every_dashboard_and_rule_query_runs_on_real_data() {
     )
     .await;
     // Two scrapes of the counters, so rate() has points to work with.
-    wait_for("two scrapes", Duration::from_secs(40), || async {
+    wait_for("two scrapes", Duration::from_secs(40), POLL, || async {
         let data = prometheus
             .query("count_over_time(kube_events_total[1m])")
             .await
@@ -537,17 +341,4 @@ async fn the_deployment_renders_into_valid_objects_that_match_the_binary() {
         .find(|o| o["kind"] == "PrometheusRule")
         .expect("PrometheusRule");
     assert_eq!(pr["metadata"]["namespace"], "kube-event-exporter");
-}
-
-#[test]
-fn the_dockerfile_builds_the_binary_the_readme_documents() {
-    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
-    let build = "cargo build --release --locked --bin kube-event-exporter";
-    assert!(
-        dockerfile.contains(&format!("RUN {build}")),
-        "Dockerfile builds with `{build}`"
-    );
-    assert!(readme.contains(build), "README documents `{build}`");
-    assert!(dockerfile.contains("USER 65532"), "non-root");
 }

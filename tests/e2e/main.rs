@@ -1,5 +1,6 @@
-//! End-to-end tests: the real binary against the fake API server, kubectl, Prometheus and
-//! promtool. One test binary, so the suite links once.
+//! End-to-end tests: the real binary as a process against the fake API server, kubectl,
+//! Prometheus, promtool and Alertmanager. One test binary, so the suite links once. Checks that
+//! start no exporter live elsewhere (`tests/kit.rs` for the operator's kit files).
 
 // Counter samples are integers, exact in f64: comparing them exactly is right.
 #![allow(clippy::float_cmp)]

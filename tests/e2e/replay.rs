@@ -10,7 +10,7 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    Exporter, Totals,
+    Exporter, POLL, Totals,
     fake_apiserver::{FakeApiServer, new_event},
     totals_key, wait_for,
 };
@@ -102,9 +102,12 @@ async fn kubectl_list_and_watch_output_replay_to_the_same_totals() {
         spawn_watch(&stream_file, &["--output-watch-events"]),
         spawn_watch(&bare_file, &[]),
     ];
-    wait_for("both kubectl watches", Duration::from_secs(20), || async {
-        (fake.requests().iter().filter(|r| r.is_watch()).count() >= 2).then_some(())
-    })
+    wait_for(
+        "both kubectl watches",
+        Duration::from_secs(20),
+        POLL,
+        || async { (fake.requests().iter().filter(|r| r.is_watch()).count() >= 2).then_some(()) },
+    )
     .await;
     fake.set_count("shop", &backoff, 7);
     fake.set_count("prod", &sched, 5);
@@ -119,6 +122,7 @@ async fn kubectl_list_and_watch_output_replay_to_the_same_totals() {
     wait_for(
         "kubectl to print the updates",
         Duration::from_secs(20),
+        POLL,
         || async {
             let done = [&stream_file, &bare_file].iter().all(|f| {
                 std::fs::read_to_string(f)
@@ -211,7 +215,7 @@ async fn replay_reads_stdin_and_keeps_serving() {
     assert_eq!(errors, 0.0);
     // Still serving after the input ended; SIGTERM stops it cleanly.
     assert_eq!(exporter.get("/healthz").await.0, 200);
-    assert!(exporter.terminate().success());
+    assert!(exporter.terminate().await.success());
 }
 
 fn sample_path() -> PathBuf {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::{
-    Exporter, Model, Prometheus, Totals,
+    Exporter, Model, POLL, Prometheus, Totals,
     fake_apiserver::{FakeApiServer, NewEvent, new_event},
     totals_key, wait_for,
 };
@@ -110,10 +110,22 @@ async fn play(fake: &FakeApiServer, args: &[&str]) -> (Totals, Exporter) {
         &new_event("prod", "Pod", "db-1", "FailedMount", "Warning", 2),
     );
     exporter.wait_totals(&m.totals()).await;
+    // The totals match the model; the update came through the watch, not a relist.
+    let s = exporter.metrics().await;
     assert_eq!(
-        exporter.metrics().await.event_totals()[&totals_key("shop", "Pod", "BackOff", "Warning")],
+        s.event_totals()[&totals_key("shop", "Pod", "BackOff", "Warning")],
         7
     );
+    assert!(
+        s.get(
+            "kube_event_exporter_watch_events_total",
+            &[("type", "MODIFIED")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "the count update arrived as a MODIFIED watch event"
+    );
+    assert_eq!(s.value("kube_event_exporter_watch_gaps_total"), 0.0);
 
     // The stream closes; what happens meanwhile arrives through the re-watch.
     fake.close_watches();
@@ -258,46 +270,37 @@ async fn scenario_totals_are_exact_through_both_apis_and_in_prometheus() {
     let prometheus = Prometheus::start(&[core.addr, events.addr], &[]).await;
     for exporter in [&core, &events] {
         let promql = format!("kube_events_total{{instance=\"{}\"}}", exporter.addr);
-        let mut last = Totals::new();
-        let matched = wait_for_prometheus(&prometheus, &promql, &core_totals, &mut last).await;
-        assert!(
-            matched,
-            "Prometheus totals for {} differ.\nexpected {core_totals:#?}\ngot {last:#?}\n{}",
-            exporter.addr,
-            prometheus.logs()
-        );
+        wait_for(
+            &format!("Prometheus to answer the exact totals of {}", exporter.addr),
+            Duration::from_secs(40),
+            Duration::from_millis(250),
+            || async {
+                let data = prometheus.query(&promql).await?;
+                let last: Totals = data["result"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        let l = |k: &str| r["metric"][k].as_str().unwrap_or_default().to_owned();
+                        let v: f64 = r["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0);
+                        (
+                            (l("namespace"), l("kind"), l("reason"), l("type")),
+                            v as u64,
+                        )
+                    })
+                    .collect();
+                if last == core_totals {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "expected {core_totals:#?}\ngot {last:#?}\n{}",
+                        prometheus.logs()
+                    ))
+                }
+            },
+        )
+        .await;
     }
-}
-
-async fn wait_for_prometheus(
-    prometheus: &Prometheus,
-    promql: &str,
-    expected: &Totals,
-    last: &mut Totals,
-) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while std::time::Instant::now() < deadline {
-        if let Ok(data) = prometheus.query(promql).await {
-            *last = data["result"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    let l = |k: &str| r["metric"][k].as_str().unwrap_or_default().to_owned();
-                    let v: f64 = r["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0);
-                    (
-                        (l("namespace"), l("kind"), l("reason"), l("type")),
-                        v as u64,
-                    )
-                })
-                .collect();
-            if last == expected {
-                return true;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,6 +314,7 @@ async fn readyz_waits_for_the_initial_list() {
     wait_for(
         "the list request to arrive",
         Duration::from_secs(10),
+        POLL,
         || async {
             fake.requests()
                 .iter()

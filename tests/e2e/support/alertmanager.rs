@@ -9,6 +9,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU16, Ordering},
     },
+    time::Duration,
 };
 
 use axum::{
@@ -19,7 +20,7 @@ use axum::{
 };
 use serde_json::Value;
 
-use super::{free_port, http, wait_http_ok};
+use super::{POLL, free_port, http, signal, wait_for, wait_http_ok};
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
@@ -176,6 +177,41 @@ impl Alertmanager {
             Ok(r) => r.json::<Vec<Value>>().await.unwrap_or_default(),
             Err(_) => Vec::new(),
         }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("Alertmanager is running").id()
+    }
+
+    /// Stops the process (SIGSTOP) without closing its socket: connections still succeed and
+    /// requests are taken in by the kernel, but nothing answers them until [`Self::thaw`]. Returns
+    /// once the process is stopped.
+    pub async fn freeze(&self) {
+        let pid = self.pid();
+        signal(pid, "STOP");
+        wait_for(
+            "Alertmanager to be stopped",
+            Duration::from_secs(10),
+            POLL,
+            || async move {
+                // The state is the field after the parenthesised command name.
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_err(|e| e.to_string())?;
+                match stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.chars().next())
+                {
+                    Some('T') => Ok(()),
+                    state => Err(format!("state {state:?}")),
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Lets a frozen Alertmanager run again (SIGCONT): it answers what waited.
+    pub fn thaw(&self) {
+        signal(self.pid(), "CONT");
     }
 
     pub fn stop(&mut self) {

@@ -1,13 +1,17 @@
 //! Test support: the real exporter binary as a child process, a real Prometheus, the fake API
-//! server, and helpers to poll with a deadline (tests never sleep to wait).
+//! server, Alertmanager, the operator's kit files, and two ways to wait without sleeping:
+//! [`wait_for`] polls for a condition with a deadline, and [`barrier`] makes "this did not
+//! happen" checkable by waiting for a later event to come through.
 
 #![allow(dead_code)]
 
 pub mod alertmanager;
 pub mod fake_apiserver;
+pub mod operator_kit;
 
 use std::{
     collections::BTreeMap,
+    fmt::Display,
     future::Future,
     net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
@@ -26,28 +30,96 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Polls `check` every 50 ms until it yields `Some`, or panics with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+/// How often most waits look: often enough that a test waits little longer than the product.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// One look of [`wait_for`]: `Some` or `Ok` is the awaited value; `None` or `Err` is "not yet",
+/// the error saying what was seen instead (printed if the wait times out).
+pub trait Look {
+    type Value;
+    type Seen: Display;
+    fn into_result(self) -> Result<Self::Value, Self::Seen>;
+}
+
+impl<T> Look for Option<T> {
+    type Value = T;
+    type Seen = &'static str;
+    fn into_result(self) -> Result<T, &'static str> {
+        self.ok_or("not yet")
+    }
+}
+
+impl<T, E: Display> Look for Result<T, E> {
+    type Value = T;
+    type Seen = E;
+    fn into_result(self) -> Self {
+        self
+    }
+}
+
+/// The suite's one poll loop: runs `check` every `every` until it yields a value and returns
+/// it; after `within` panics naming `what` and showing what the last look saw.
+pub async fn wait_for<L, F, Fut>(
+    what: &str,
+    within: Duration,
+    every: Duration,
+    mut check: F,
+) -> L::Value
 where
+    L: Look,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
+    Fut: Future<Output = L>,
 {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + within;
     loop {
-        if let Some(v) = check().await {
-            return v;
-        }
+        let seen = match check().await.into_result() {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
         assert!(
             Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
+            "timed out after {within:?} waiting for {what}; last look: {seen}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
+}
+
+/// A causal barrier for checking that something did *not* happen, instead of waiting a while.
+/// The exporter takes events in the order the API server sends them, and each output (the
+/// counters, the archive, each Alertmanager's queue) handles them in that order. So: create
+/// `marker` after whatever must have had no effect, wait until `observed` shows the marker in
+/// an output, and that output has handled everything before it; what it does not show did not
+/// happen. Returns what `observed` yielded, to check in one look.
+pub async fn barrier<L, F, Fut>(
+    fake: &fake_apiserver::FakeApiServer,
+    marker: &fake_apiserver::NewEvent,
+    observed: F,
+) -> L::Value
+where
+    L: Look,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = L>,
+{
+    fake.create(marker);
+    let what = format!(
+        "the marker event {}/{} {} to come through",
+        marker.namespace, marker.object, marker.reason
+    );
+    wait_for(&what, Duration::from_secs(20), POLL, observed).await
+}
+
+/// Sends `signal` (`TERM`, `STOP`, `CONT`) to the process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
 }
 
 /// Waits until `url` answers a 2xx (a server's readiness endpoint).
 pub async fn wait_http_ok(what: &str, url: &str) {
-    wait_for(what, Duration::from_secs(30), || async {
+    wait_for(what, Duration::from_secs(30), POLL, || async {
         http()
             .get(url)
             .send()
@@ -115,6 +187,7 @@ impl Exporter {
         wait_for(
             "the exporter to serve HTTP",
             Duration::from_secs(20),
+            POLL,
             || {
                 let (client, url) = (client.clone(), url.clone());
                 async move { client.get(&url).send().await.ok().map(|_| ()) }
@@ -162,36 +235,49 @@ impl Exporter {
 
     /// Waits until `path` answers `status`; returns the body. Panics with the logs on timeout.
     pub async fn wait_status(&self, path: &str, status: u16, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (got, body) = self.get(path).await;
-            if got == status {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path} answered {got} {body:?}, not {status}, for {timeout:?}; logs:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(
+            &format!("{path} to answer {status}"),
+            timeout,
+            POLL,
+            || async move {
+                match self.get(path).await {
+                    (got, body) if got == status => Ok(body),
+                    (got, body) => Err(self.with_logs(format!("{got} {body:?}"))),
+                }
+            },
+        )
+        .await
     }
 
     /// Waits until `kube_events_total` equals `expected`.
     pub async fn wait_totals(&self, expected: &Totals) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let last = self.metrics().await.event_totals();
-            if last == *expected {
-                return;
+        wait_for(
+            "kube_events_total to match",
+            Duration::from_secs(60),
+            POLL,
+            || async move {
+                let last = self.metrics().await.event_totals();
+                if last == *expected {
+                    Ok(())
+                } else {
+                    Err(self.with_logs(format!("\nexpected: {expected:#?}\nlast: {last:#?}")))
+                }
+            },
+        )
+        .await;
+    }
+
+    /// `seen`, and the exporter's log when printed: what a failed wait on the exporter shows.
+    /// The log is read only then, not on every look.
+    pub fn with_logs<T: Display>(&self, seen: T) -> impl Display {
+        struct WithLogs<'a, T>(T, &'a Path);
+        impl<T: Display> Display for WithLogs<'_, T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let logs = std::fs::read_to_string(self.1).unwrap_or_default();
+                write!(f, "{}\nexporter logs:\n{logs}", self.0)
             }
-            assert!(
-                Instant::now() < deadline,
-                "kube_events_total never matched.\nexpected: {expected:#?}\nlast: {last:#?}\nlogs:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        WithLogs(seen, &self.log)
     }
 
     pub fn kill(&mut self) {
@@ -199,19 +285,20 @@ impl Exporter {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "exporter ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Sends SIGTERM and waits for the exit status, without blocking the test's runtime.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        let child = &mut self.child;
+        wait_for(
+            "the exporter to exit on SIGTERM",
+            Duration::from_secs(15),
+            Duration::from_millis(20),
+            || {
+                let status = child.try_wait().expect("try_wait");
+                async move { status }
+            },
+        )
+        .await
     }
 }
 
