@@ -14,6 +14,9 @@ use tokio::{
 
 use crate::support::{Exporter, free_port, http, wait_for};
 
+/// How often the waits here look again.
+const POLL: Duration = Duration::from_millis(50);
+
 /// The exporter started through `launcher` (e.g. `prlimit …`) with `args`, replaying an empty
 /// stdin, with stderr going to `stderr`; killed on drop.
 struct Process {
@@ -59,13 +62,18 @@ impl Process {
             _dir: dir,
         };
         let url = process.url("/healthz");
-        wait_for("the exporter to serve", Duration::from_secs(20), || {
-            let url = url.clone();
-            async move {
-                let r = http().get(&url).send().await.ok()?;
-                (r.status() == 200).then_some(())
-            }
-        })
+        wait_for(
+            "the exporter to serve",
+            Duration::from_secs(20),
+            POLL,
+            || {
+                let url = url.clone();
+                async move {
+                    let r = http().get(&url).send().await.ok()?;
+                    (r.status() == 200).then_some(())
+                }
+            },
+        )
         .await;
         process
     }
@@ -91,10 +99,15 @@ impl Process {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let child = &mut self.child;
-        wait_for("the exporter to exit", Duration::from_secs(15), || {
-            let status = child.try_wait().expect("try_wait");
-            async move { status }
-        })
+        wait_for(
+            "the exporter to exit",
+            Duration::from_secs(15),
+            POLL,
+            || {
+                let status = child.try_wait().expect("try_wait");
+                async move { status }
+            },
+        )
         .await
     }
 }
@@ -342,7 +355,7 @@ async fn a_full_disk_is_ridden_out_and_caught_up_without_a_restart() {
     };
 
     feed(0, 200, 100);
-    wait_for("200 records", Duration::from_secs(20), || {
+    wait_for("200 records", Duration::from_secs(20), POLL, || {
         let e = &exporter;
         async move { (archived(e).await == 200).then_some(()) }
     })
@@ -361,6 +374,7 @@ async fn a_full_disk_is_ridden_out_and_caught_up_without_a_restart() {
     wait_for(
         "commits to fail and /healthz to say so",
         Duration::from_secs(30),
+        POLL,
         || {
             let e = &exporter;
             async move {
@@ -375,12 +389,17 @@ async fn a_full_disk_is_ridden_out_and_caught_up_without_a_restart() {
     assert_eq!(exporter.get("/metrics").await, 200);
 
     std::fs::remove_file(&filler).expect("free the disk");
-    wait_for("the archive to catch up", Duration::from_secs(60), || {
-        let e = &exporter;
-        async move { (archived(e).await == 500).then_some(()) }
-    })
+    wait_for(
+        "the archive to catch up",
+        Duration::from_secs(60),
+        POLL,
+        || {
+            let e = &exporter;
+            async move { (archived(e).await == 500).then_some(()) }
+        },
+    )
     .await;
-    wait_for("/healthz to recover", Duration::from_secs(10), || {
+    wait_for("/healthz to recover", Duration::from_secs(10), POLL, || {
         let e = &exporter;
         async move { (e.get("/healthz").await == 200).then_some(()) }
     })
@@ -402,13 +421,18 @@ async fn a_full_disk_is_ridden_out_and_caught_up_without_a_restart() {
         stdin.write_all(lines.as_bytes()).expect("feed");
     }
     drop(stdin);
-    wait_for("the replay to be read", Duration::from_secs(20), || {
-        let e = &again;
-        async move {
-            let skipped = metric(e, "kube_event_exporter_occurrences_skipped_total").await;
-            (skipped == 500.0).then_some(())
-        }
-    })
+    wait_for(
+        "the replay to be read",
+        Duration::from_secs(20),
+        POLL,
+        || {
+            let e = &again;
+            async move {
+                let skipped = metric(e, "kube_event_exporter_occurrences_skipped_total").await;
+                (skipped == 500.0).then_some(())
+            }
+        },
+    )
     .await;
     assert_eq!(metric(&again, "kube_events_total").await, 0.0);
     assert_eq!(archived(&again).await, 500);
