@@ -267,7 +267,8 @@ impl App {
         if let Some(alerting) = parts.alerting {
             tasks.spawn(alerting.run_resender(shutdown.clone()));
         }
-        // The source holds the only other sender: the pipeline ends when the source is gone.
+        // The source holds the only other sender: once it is gone the pipeline only exposes
+        // what becomes durable.
         drop(parts.source_ctx);
         tasks.spawn(parts.pipeline.run(shutdown.clone()));
 

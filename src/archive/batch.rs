@@ -38,6 +38,10 @@ pub struct Batch {
     pub checkpoints: HashMap<String, String>,
     /// The first seq not yet given to an event.
     pub next_seq: u64,
+    /// Which pending batch this is: the writer numbers them 1, 2, … as it takes them, so a
+    /// writer can tell a sighting's batch committed (see [`super::writer::Durable`]). Kept by
+    /// [`Batch::clear`].
+    pub generation: u64,
 }
 
 impl Batch {
@@ -123,6 +127,7 @@ impl Batch {
         self.ledger.extend(newer.ledger.drain());
         self.checkpoints.extend(newer.checkpoints.drain());
         self.next_seq = self.next_seq.max(newer.next_seq);
+        self.generation = self.generation.max(newer.generation);
         newer.clear();
     }
 

@@ -11,7 +11,7 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -26,8 +26,14 @@ use crate::{
     util::backoff::Backoff,
 };
 
-/// Commit at least this often: an event is durable within about a second.
-const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Commit at least this often. Occurrences are exposed (counted in `/metrics`, alerted) once
+/// their batch is durable, so this bounds how late a count shows.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// After a commit the writer waits at least this long before the next, unless the batch is
+/// large: a steady trickle of alerting events, each asking for a prompt commit, gets commits of
+/// several events rather than one fsync per event.
+const MIN_COMMIT_GAP: Duration = Duration::from_millis(20);
 
 /// Commit early once this many records wait. One record per commit is fsync-bound at ~2k/s on
 /// this hardware; thousands per commit spread the fsync and the index page writes.
@@ -46,6 +52,31 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 struct Pending {
     batch: Mutex<Batch>,
     flush: Notify,
+}
+
+/// What the writer has made durable: every batch up to generation `committed` (sightings
+/// carry their batch's generation). While commits fail, `failing`: nothing more becomes
+/// durable until they work again, and consumers expose occurrences from memory meanwhile
+/// (availability first).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Durable {
+    pub committed: u64,
+    pub failing: bool,
+}
+
+impl Durable {
+    /// Whether a sighting of batch `generation` may be exposed.
+    pub fn covers(self, generation: u64) -> bool {
+        self.failing || generation <= self.committed
+    }
+}
+
+/// Where a sighting went: the last occurrence its record is indexed under (`None`: not
+/// archived) and the generation of the batch that carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub indexed_at: Option<u64>,
+    pub generation: u64,
 }
 
 impl Pending {
@@ -73,14 +104,15 @@ pub struct ArchiveSink {
     pending: Arc<Pending>,
     limiter: ArchiveLimiter,
     metrics: Arc<Metrics>,
+    durable: watch::Receiver<Durable>,
 }
 
 impl ArchiveSink {
     /// Queues the sighting's record for the next commit; if its record is not written, its
     /// ledger entry instead. A new record must pass the rate limits. Returns where the record is
-    /// (or will be) indexed. A dropped record still leaves its ledger entry, so it is never
-    /// counted twice.
-    pub fn write(&self, s: Sighting<'_>) -> Option<u64> {
+    /// (or will be) indexed, and in which batch. A dropped record still leaves its ledger entry,
+    /// so it is never counted twice.
+    pub fn write(&self, s: Sighting<'_>) -> Written {
         let admitted = s.indexed_at.is_some()
             || match self.limiter.admit(&s.event.namespace) {
                 Ok(()) => true,
@@ -113,12 +145,37 @@ impl ArchiveSink {
         }
         batch.next_seq = batch.next_seq.max(s.seq + 1);
         let waiting = batch.record_count();
+        let generation = batch.generation;
         drop(batch);
         self.metrics.archive_pending(waiting);
         if waiting >= COMMIT_BATCH {
             self.pending.flush.notify_one();
         }
-        queued.or(s.indexed_at)
+        Written {
+            indexed_at: queued.or(s.indexed_at),
+            generation,
+        }
+    }
+
+    /// The generation of the batch that holds the latest write: once it is durable, so is
+    /// everything written so far.
+    pub fn written_generation(&self) -> u64 {
+        let batch = self.pending.lock();
+        if batch.is_empty() {
+            batch.generation - 1
+        } else {
+            batch.generation
+        }
+    }
+
+    /// Asks for a commit now rather than at the next interval (an alert waits for it).
+    pub fn flush_soon(&self) {
+        self.pending.flush.notify_one();
+    }
+
+    /// What is durable; changes after every commit.
+    pub fn durable(&self) -> watch::Receiver<Durable> {
+        self.durable.clone()
     }
 
     /// The event is gone from the API server (or expired from the ledger): drop its ledger
@@ -171,6 +228,8 @@ pub struct ArchiveWriter {
     settings: WriterSettings,
     /// Commits are failing: the next attempt reopens the file first.
     failing: bool,
+    durable: watch::Sender<Durable>,
+    last_commit: Instant,
     /// While failing, no attempt before this.
     retry_at: Option<Instant>,
     backoff: Backoff,
@@ -184,14 +243,18 @@ pub fn channel(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> (ArchiveSink, ArchiveWriter) {
+    let mut first = Batch::default();
+    first.generation = 1;
     let pending = Arc::new(Pending {
-        batch: Mutex::new(Batch::default()),
+        batch: Mutex::new(first),
         flush: Notify::new(),
     });
+    let (durable, durable_rx) = watch::channel(Durable::default());
     let sink = ArchiveSink {
         pending: pending.clone(),
         limiter,
         metrics: metrics.clone(),
+        durable: durable_rx,
     };
     let writer = ArchiveWriter {
         archive,
@@ -201,6 +264,8 @@ pub fn channel(
         health,
         settings,
         failing: false,
+        durable,
+        last_commit: Instant::now(),
         retry_at: None,
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
     };
@@ -216,7 +281,12 @@ impl ArchiveWriter {
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         loop {
             tokio::select! {
-                () = self.pending.flush.notified() => {}
+                () = self.pending.flush.notified() => {
+                    let wait = MIN_COMMIT_GAP.saturating_sub(self.last_commit.elapsed());
+                    if !wait.is_zero() && self.pending.lock().record_count() < COMMIT_BATCH {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
                 _ = flush.tick() => {}
                 _ = sweep.tick() => self.sweep().await,
                 () = stop.cancelled() => {
@@ -238,12 +308,19 @@ impl ArchiveWriter {
             return;
         }
         let mut batch = self.spare.take().unwrap_or_default();
-        mem::swap(&mut *self.pending.lock(), &mut batch);
-        self.metrics.archive_pending(0);
-        if batch.is_empty() && !self.failing {
-            self.spare = Some(batch);
-            return;
+        {
+            let mut pending = self.pending.lock();
+            if pending.is_empty() {
+                // Nothing written since the last commit: nothing new to make durable, and the
+                // generation stays, so an idle writer wakes no one.
+                drop(pending);
+                self.spare = Some(batch);
+                return;
+            }
+            mem::swap(&mut *pending, &mut batch);
+            pending.generation = batch.generation + 1;
         }
+        self.metrics.archive_pending(0);
         let records = batch.record_count();
         let archive = self.archive.clone();
         let reopen = self.failing;
@@ -267,6 +344,11 @@ impl ArchiveWriter {
         };
         match result {
             Ok(written) => {
+                self.last_commit = Instant::now();
+                self.durable.send_replace(Durable {
+                    committed: batch.generation,
+                    failing: false,
+                });
                 batch.clear();
                 self.spare = Some(batch);
                 self.metrics
@@ -297,6 +379,7 @@ impl ArchiveWriter {
                         "Archive commit failed; keeping the batch in memory and retrying.");
                 }
                 self.failing = true;
+                self.durable.send_modify(|d| d.failing = true);
                 self.retry_at = Some(Instant::now() + delay);
                 self.health.failing(HEALTH_PART);
                 let waiting = {

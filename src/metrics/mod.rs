@@ -7,7 +7,7 @@
 
 pub mod classic;
 
-use std::sync::atomic::AtomicU64;
+use std::{collections::VecDeque, sync::atomic::AtomicU64};
 
 use jiff::Timestamp;
 use prometheus_client::{
@@ -24,7 +24,10 @@ use prometheus_client::{
 
 use tracing::warn;
 
-use crate::{event::Event, util::joined::JoinedKeyMap};
+use crate::{
+    event::Event,
+    util::{hash::FastMap, joined::JoinedKeyMap},
+};
 
 /// Labels of `kube_events_total`. Never the object name, uid or message: the archive has those.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,15 +68,25 @@ pub const DEFAULT_MAX_SERIES: usize = 10_000;
 /// The `kube_events_total` counters by label values, resolved once per label set: the family's
 /// own lookup would build and hash four owned strings per event. At most `max_series` label
 /// sets get a series of their own; occurrences of any other go to the overflow series.
+///
+/// Occurrences are exposed only once they are durable: [`EventCounters::add`] notes them with
+/// the generation of the archive batch that carries their ledger entries, and
+/// [`EventCounters::expose`] adds them to the series once that batch has committed. A process
+/// killed in between never showed them, so the next one, which counts them again, counts
+/// nothing twice.
 #[derive(Debug)]
 pub struct EventCounters {
     family: Family<EventLabels, Counter>,
-    counters: JoinedKeyMap<Counter>,
+    /// Label set → index in `series`.
+    index: JoinedKeyMap<u32>,
+    series: Vec<Counter>,
     max_series: usize,
-    /// Made on the first overflow: until then there is no `_overflow` series.
-    overflow: Option<Counter>,
+    /// The index of the `_overflow` series, made on the first overflow.
+    overflow: Option<u32>,
     overflowed: Counter,
-    series: Gauge,
+    series_gauge: Gauge,
+    /// Occurrences not yet exposed, oldest generation first: series index → occurrences.
+    waiting: VecDeque<(u64, FastMap<u32, u64>)>,
 }
 
 impl EventCounters {
@@ -82,51 +95,85 @@ impl EventCounters {
         metrics.event_series.limit.set(max_series as i64);
         Self {
             family: metrics.events.clone(),
-            counters: JoinedKeyMap::default(),
+            index: JoinedKeyMap::default(),
+            series: Vec::new(),
             max_series,
             overflow: None,
             overflowed: metrics.event_series.overflowed.clone(),
-            series: metrics.event_series.series.clone(),
+            series_gauge: metrics.event_series.series.clone(),
+            waiting: VecDeque::new(),
         }
     }
 
-    /// Counts `n` new occurrences of `event`.
-    pub fn add(&mut self, event: &Event, n: u64) {
+    /// Notes `n` new occurrences of `event`, to be exposed once batch `generation` is durable.
+    pub fn add(&mut self, event: &Event, n: u64, generation: u64) {
+        let series = self.resolve(event);
+        match self.waiting.back_mut() {
+            Some((g, counts)) if *g == generation => *counts.entry(series).or_default() += n,
+            _ => {
+                let mut counts = FastMap::default();
+                counts.insert(series, n);
+                self.waiting.push_back((generation, counts));
+            }
+        }
+    }
+
+    /// Exposes the occurrences of every generation `durable` accepts, oldest first.
+    pub fn expose(&mut self, durable: impl Fn(u64) -> bool) {
+        while self.waiting.front().is_some_and(|(g, _)| durable(*g)) {
+            let Some((_, counts)) = self.waiting.pop_front() else {
+                break;
+            };
+            for (series, n) in counts {
+                self.series[series as usize].inc_by(n);
+                if Some(series) == self.overflow {
+                    self.overflowed.inc_by(n);
+                }
+            }
+        }
+    }
+
+    /// Whether some occurrences wait to be exposed.
+    pub fn is_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// The series of `event`'s label set, made if new and the cap allows.
+    fn resolve(&mut self, event: &Event) -> u32 {
         let parts = [
             event.namespace.as_str(),
             &event.regarding.kind,
             &event.reason,
             event.type_.as_str(),
         ];
-        if let Some(counter) = self.counters.get_mut(parts) {
-            counter.inc_by(n);
-            return;
+        if let Some(series) = self.index.get_mut(parts) {
+            return *series;
         }
-        if self.counters.len() >= self.max_series {
-            if self.overflowed.get() == 0 {
-                warn!(
-                    limit = self.max_series,
-                    namespace = %event.namespace,
-                    kind = %event.regarding.kind,
-                    reason = %event.reason,
-                    "kube_events_total reached --metrics-max-series; occurrences of new label \
-                     sets are counted in its _overflow series (logged once)."
-                );
+        if self.index.len() >= self.max_series {
+            if let Some(series) = self.overflow {
+                return series;
             }
-            let family = &self.family;
-            self.overflow
-                .get_or_insert_with(|| family.get_or_create(&EventLabels::overflow()).clone())
-                .inc_by(n);
-            self.overflowed.inc_by(n);
-            return;
+            warn!(
+                limit = self.max_series,
+                namespace = %event.namespace,
+                kind = %event.regarding.kind,
+                reason = %event.reason,
+                "kube_events_total reached --metrics-max-series; occurrences of new label \
+                 sets are counted in its _overflow series (logged once)."
+            );
+            let series = self.push(&EventLabels::overflow());
+            self.overflow = Some(series);
+            return series;
         }
-        let family = &self.family;
-        self.counters
-            .get_or_insert_with(parts, || {
-                family.get_or_create(&EventLabels::of(event)).clone()
-            })
-            .inc_by(n);
-        self.series.set(self.counters.len() as i64);
+        let series = self.push(&EventLabels::of(event));
+        self.index.get_or_insert_with(parts, || series);
+        self.series_gauge.set(self.index.len() as i64);
+        series
+    }
+
+    fn push(&mut self, labels: &EventLabels) -> u32 {
+        self.series.push(self.family.get_or_create(labels).clone());
+        (self.series.len() - 1) as u32
     }
 }
 
@@ -762,8 +809,10 @@ mod tests {
             action: String::new(),
         };
         for (reason, n) in [("A", 1), ("B", 2), ("C", 3), ("D", 4), ("A", 5), ("C", 6)] {
-            counters.add(&event(reason), n);
+            counters.add(&event(reason), n, 1);
         }
+        assert_eq!(m.sample("kube_events_total", &[]), 0.0, "not durable yet");
+        counters.expose(|generation| generation <= 1);
         let total = |reason| m.sample("kube_events_total", &[("reason", reason)]);
         assert_eq!((total("A"), total("B")), (6.0, 2.0));
         assert_eq!((total("C"), total("D")), (0.0, 0.0));

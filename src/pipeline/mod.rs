@@ -1,21 +1,29 @@
 //! The pipeline: source messages in, occurrences out. It turns Event updates into occurrence
 //! counts with the [`ledger`], applies the namespace filter and feeds the consumers: the
-//! metrics and the archive. It is the only module that knows who consumes occurrences.
+//! metrics, the archive and the alerts. It is the only module that knows who consumes
+//! occurrences.
+//!
+//! An occurrence is written to the archive (its record and ledger entry) at once, but counted
+//! in `/metrics` and alerted only once the archive batch that carries it has committed (see
+//! [`crate::archive::writer::Durable`]). A process killed before the commit never exposed it,
+//! so the next process, which does not find it in the ledger and counts it, counts it once;
+//! one killed after the commit exposed it, and the next finds it in the ledger. While the
+//! archive cannot commit at all, occurrences are exposed from memory (availability first).
 
 pub mod ledger;
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::VecDeque, sync::Arc, time::Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     alerting::Alerting,
-    archive::writer::{ArchiveSink, Sighting},
+    archive::writer::{ArchiveSink, Durable, Sighting},
     event::{Event, unix_secs},
     health::Health,
     metrics::{EventCounters, Metrics},
-    rules::Rules,
+    rules::{Decision, Rules},
     source::SourceMsg,
 };
 use ledger::Ledger;
@@ -37,6 +45,14 @@ pub struct Pipeline {
     rules: Rules,
     /// `None`: forwarding off.
     alerting: Option<Arc<Alerting>>,
+    /// What the archive has made durable, and whether the writer is still there to say so.
+    durable: watch::Receiver<Durable>,
+    writer_alive: bool,
+    /// Alerting occurrences waiting for their batch to commit, oldest first.
+    alerts_waiting: VecDeque<(u64, Box<Event>, Decision)>,
+    /// Every source has synced: ready once this batch is durable, so a ready exporter shows
+    /// what its initial list counted.
+    ready_at: Option<u64>,
 }
 
 /// The consumers of occurrences besides the metrics.
@@ -64,21 +80,35 @@ impl Pipeline {
             metrics,
             health,
             unsynced: streams,
+            durable: consumers.archive.durable(),
+            writer_alive: true,
+            alerts_waiting: VecDeque::new(),
+            ready_at: None,
             archive: consumers.archive,
             rules: consumers.rules,
             alerting: consumers.alerting,
         }
     }
 
-    /// Runs until every source is gone or shutdown.
+    /// Runs until shutdown. Once every source is gone (a replay that ended) it still exposes
+    /// what becomes durable, until the writer is gone too.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        let mut sources = true;
         loop {
+            if !sources && !self.writer_alive {
+                return Ok(());
+            }
             tokio::select! {
-                msg = self.rx.recv() => match msg {
+                msg = self.rx.recv(), if sources => match msg {
                     Some(msg) => self.handle(msg),
-                    None => return Ok(()),
+                    None => sources = false,
                 },
+                changed = self.durable.changed(), if self.writer_alive => {
+                    // A writer that is gone (shutdown) makes nothing durable any more.
+                    self.writer_alive = changed.is_ok();
+                    self.expose();
+                }
                 _ = sweep.tick() => {
                     for seq in self.ledger.sweep(Instant::now()) {
                         self.archive.forget(seq);
@@ -92,6 +122,39 @@ impl Pipeline {
     }
 
     pub fn handle(&mut self, msg: SourceMsg) {
+        self.dispatch(msg);
+        if self.durable.has_changed().unwrap_or(false)
+            || self.durable.borrow().failing
+            || self.ready_at.is_some()
+        {
+            self.expose();
+        }
+    }
+
+    /// Counts and alerts the occurrences whose batch is durable (or all of them while the
+    /// archive is failing).
+    fn expose(&mut self) {
+        let durable = *self.durable.borrow_and_update();
+        let covered = |generation| !self.writer_alive || durable.covers(generation);
+        self.counters.expose(covered);
+        if self.ready_at.is_some_and(covered) {
+            self.ready_at = None;
+            self.health.set_ready();
+        }
+        while let Some((generation, ..)) = self.alerts_waiting.front() {
+            if !covered(*generation) {
+                break;
+            }
+            let Some((_, event, decision)) = self.alerts_waiting.pop_front() else {
+                break;
+            };
+            if let Some(alerting) = &self.alerting {
+                alerting.occurrence(&event, &decision);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, msg: SourceMsg) {
         match msg {
             SourceMsg::Applied(event) => self.apply(&event),
             SourceMsg::Deleted { uid } => {
@@ -106,8 +169,9 @@ impl Pipeline {
             } => self.archive.checkpoint(&stream, &resource_version),
             SourceMsg::Synced => {
                 self.unsynced = self.unsynced.saturating_sub(1);
-                if self.unsynced == 0 {
-                    self.health.set_ready();
+                if self.unsynced == 0 && !self.health.is_ready() {
+                    self.ready_at = Some(self.archive.written_generation());
+                    self.archive.flush_soon();
                 }
             }
         }
@@ -129,20 +193,27 @@ impl Pipeline {
             self.metrics.occurrence_duplicate();
             return;
         }
-        self.counters.add(event, seen.occurrences);
-        let indexed_at = self.archive.write(Sighting {
+        let written = self.archive.write(Sighting {
             event,
             seq: seen.seq,
             key: seen.key,
             indexed_at: seen.indexed_at,
             seen_at: unix_secs(jiff::Timestamp::now()),
         });
-        if indexed_at != seen.indexed_at {
-            self.ledger.set_archived(seen.key, indexed_at);
+        if written.indexed_at != seen.indexed_at {
+            self.ledger.set_archived(seen.key, written.indexed_at);
         }
-        if let Some(alerting) = &self.alerting {
+        self.counters
+            .add(event, seen.occurrences, written.generation);
+        if self.alerting.is_some() {
             if decision.alert {
-                alerting.occurrence(event, &decision);
+                self.alerts_waiting.push_back((
+                    written.generation,
+                    Box::new(event.clone()),
+                    decision,
+                ));
+                // An alert should not wait for the next interval's commit.
+                self.archive.flush_soon();
             } else if event.is_warning() {
                 self.metrics.alert_skipped_by_rule();
             }

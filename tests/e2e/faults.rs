@@ -4,6 +4,10 @@
 use std::{
     net::SocketAddr,
     process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -43,8 +47,11 @@ impl Process {
         command
             .args(before)
             .arg(Exporter::binary())
-            .args(["--replay", "-", "--listen", &addr.to_string()])
+            .args(["--listen", &addr.to_string()])
             .args(args);
+        if !args.contains(&"--replay") {
+            command.args(["--replay", "-"]);
+        }
         if !args.contains(&"--archive-path") {
             command
                 .arg("--archive-path")
@@ -437,4 +444,179 @@ async fn a_full_disk_is_ridden_out_and_caught_up_without_a_restart() {
     assert_eq!(metric(&again, "kube_events_total").await, 0.0);
     assert_eq!(archived(&again).await, 500);
     assert!(again.terminate().await.success());
+}
+
+/// `event_line` with a count: the same event `i` at `count`.
+fn bumped_line(i: usize, count: u64) -> String {
+    let mut event: serde_json::Value =
+        serde_json::from_str(event_line(i, 50).trim_end()).expect("json");
+    event["count"] = count.into();
+    event.to_string() + "\n"
+}
+
+/// SIGKILL right after the exporter is ready: it had shown every occurrence it counted, and
+/// a new process on the same archive, given the same input, counts none of them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_after_ready_counts_nothing_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("events.jsonl");
+    let lines: String = (0..3000).map(|i| event_line(i, 100)).collect();
+    std::fs::write(&input, lines).expect("input");
+    let archive = dir.path().join("archive.redb");
+    let args = [
+        "--replay",
+        input.to_str().expect("utf-8"),
+        "--archive-path",
+        archive.to_str().expect("utf-8"),
+        "--archive-rate",
+        "100000",
+        "--archive-burst",
+        "100000",
+        "--archive-namespace-rate",
+        "100000",
+        "--archive-namespace-burst",
+        "100000",
+    ];
+    let mut first = Process::start(&["env"], &args, Stdio::null()).await;
+    wait_for("ready", Duration::from_secs(30), POLL, || {
+        let p = &first;
+        async move { (p.get("/readyz").await == 200).then_some(()) }
+    })
+    .await;
+    let shown = metric(&first, "kube_events_total").await;
+    let _ = first.child.kill();
+    let _ = first.child.wait();
+    assert_eq!(shown, 3000.0, "ready shows what the input counted");
+
+    let second = Process::start(&["env"], &args, Stdio::null()).await;
+    wait_for("ready again", Duration::from_secs(30), POLL, || {
+        let p = &second;
+        async move { (p.get("/readyz").await == 200).then_some(()) }
+    })
+    .await;
+    assert_eq!(metric(&second, "kube_events_total").await, 0.0);
+    assert_eq!(
+        metric(&second, "kube_event_exporter_occurrences_skipped_total").await,
+        3000.0
+    );
+    assert_eq!(archived(&second).await, 3000);
+}
+
+/// A kill loop: events and their count bumps stream in while the exporter is SIGKILLed at
+/// random moments and started again on the same archive, each new process reading the stream
+/// from its start (as a relist would). The last counts each process showed add up to no more
+/// than the true occurrences, and the archive ends exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_loop_counts_nothing_twice() {
+    const EVENTS: usize = 300;
+    const ROUNDS: u64 = 8;
+    let stream: Vec<String> = (1..=ROUNDS)
+        .flat_map(|count| (0..EVENTS).map(move |i| bumped_line(i, count)))
+        .collect();
+    let truth = (EVENTS as u64 * ROUNDS) as f64;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive.redb");
+    let args = ["--archive-path", archive.to_str().expect("utf-8")];
+    let mut shown = Vec::new();
+    // Pseudo-random kill times (0.2 to 0.7 s after the new part of the stream starts), fixed
+    // so a failure can be replayed.
+    let mut seed = 0x9e37_79b9_u64;
+    // Lines the previous process was given: a new one reads them at once (as a relist would
+    // deliver what happened so far), then the rest as it happens.
+    let mut given = 0;
+    for _ in 0..6 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let run_for = Duration::from_millis(200 + (seed >> 33) % 500);
+        let mut process =
+            Process::start_with_stdin(&["env"], &args, Stdio::piped(), Stdio::null()).await;
+        let mut stdin = process.child.stdin.take().expect("stdin");
+        let lines = stream.clone();
+        // The known part at once, then about 1,000 lines a second from a thread, until the
+        // process is gone.
+        let fed = Arc::new(AtomicUsize::new(0));
+        let feeder = {
+            let fed = fed.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                if stdin.write_all(lines[..given].concat().as_bytes()).is_err() {
+                    return;
+                }
+                fed.store(given, Ordering::SeqCst);
+                for chunk in lines[given..].chunks(50) {
+                    if stdin.write_all(chunk.concat().as_bytes()).is_err() {
+                        return;
+                    }
+                    fed.fetch_add(chunk.len(), Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        wait_for(
+            "the known part to be given",
+            Duration::from_secs(10),
+            POLL,
+            || {
+                let fed = fed.clone();
+                async move { (fed.load(Ordering::SeqCst) >= given).then_some(()) }
+            },
+        )
+        .await;
+        tokio::time::sleep(run_for).await;
+        let last = metric(&process, "kube_events_total").await;
+        let _ = process.child.kill();
+        let _ = process.child.wait();
+        let _ = feeder.join();
+        given = fed.load(Ordering::SeqCst);
+        shown.push(last);
+    }
+    // The last process reads the whole stream and ends.
+    let log = std::fs::File::create(dir.path().join("last.log")).expect("log");
+    let mut last =
+        Process::start_with_stdin(&["env"], &args, Stdio::piped(), Stdio::from(log)).await;
+    {
+        use std::io::Write;
+        let mut stdin = last.child.stdin.take().expect("stdin");
+        stdin.write_all(stream.concat().as_bytes()).expect("feed");
+    }
+    let log = dir.path().join("last.log");
+    wait_for(
+        "the stream to be read",
+        Duration::from_secs(30),
+        POLL,
+        || {
+            let p = &last;
+            let log = log.clone();
+            async move {
+                if p.get("/readyz").await == 200 {
+                    Ok(())
+                } else {
+                    Err(std::fs::read_to_string(log).unwrap_or_default())
+                }
+            }
+        },
+    )
+    .await;
+    shown.push(metric(&last, "kube_events_total").await);
+    let total: f64 = shown.iter().sum();
+    assert!(
+        total <= truth,
+        "processes showed {total} occurrences of {truth}: {shown:?}"
+    );
+    // Only what was shown between a process's last scrape and its kill can be missing.
+    assert!(total >= truth * 0.8, "{total} of {truth}: {shown:?}");
+    let page: serde_json::Value = http()
+        .get(last.url("/api/v1/events?limit=1000"))
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), EVENTS);
+    assert!(
+        items.iter().all(|e| e["count"] == ROUNDS),
+        "every record at its last count"
+    );
+    assert!(last.terminate().await.success());
 }
