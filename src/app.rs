@@ -152,7 +152,7 @@ impl Parts {
             rules: config.rules.clone(),
             alerting: alerting.clone(),
         };
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             rx,
             ledger,
             config.watch.namespaces.clone(),
@@ -161,6 +161,9 @@ impl Parts {
             health.clone(),
             consumers,
         );
+        if matches!(config.input, InputConfig::Replay(_)) {
+            pipeline = pipeline.waiting_for_archive();
+        }
         Ok(Self {
             pipeline,
             archive_writer,

@@ -52,6 +52,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 struct Pending {
     batch: Mutex<Batch>,
     flush: Notify,
+    /// Signalled when the writer takes the pending batch: there is room again.
+    room: Notify,
 }
 
 /// What the writer has made durable: every batch up to generation `committed` (sightings
@@ -168,6 +170,25 @@ impl ArchiveSink {
         }
     }
 
+    /// Whether a new record would be queued rather than dropped as `queue_full`.
+    pub fn has_room(&self) -> bool {
+        self.pending.lock().record_count() < MAX_PENDING
+    }
+
+    /// Waits until the writer has taken the pending batch (a source that can wait, a file,
+    /// waits here instead of losing records).
+    pub async fn room(&self) {
+        let room = self.pending.room.notified();
+        tokio::pin!(room);
+        // Registered before the check: a batch taken in between still wakes this.
+        room.as_mut().enable();
+        if self.has_room() {
+            return;
+        }
+        self.pending.flush.notify_one();
+        room.await;
+    }
+
     /// Asks for a commit now rather than at the next interval (an alert waits for it).
     pub fn flush_soon(&self) {
         self.pending.flush.notify_one();
@@ -248,6 +269,7 @@ pub fn channel(
     let pending = Arc::new(Pending {
         batch: Mutex::new(first),
         flush: Notify::new(),
+        room: Notify::new(),
     });
     let (durable, durable_rx) = watch::channel(Durable::default());
     let sink = ArchiveSink {
@@ -320,6 +342,7 @@ impl ArchiveWriter {
             mem::swap(&mut *pending, &mut batch);
             pending.generation = batch.generation + 1;
         }
+        self.pending.room.notify_waiters();
         self.metrics.archive_pending(0);
         let records = batch.record_count();
         let archive = self.archive.clone();

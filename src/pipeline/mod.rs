@@ -53,6 +53,9 @@ pub struct Pipeline {
     /// Every source has synced: ready once this batch is durable, so a ready exporter shows
     /// what its initial list counted.
     ready_at: Option<u64>,
+    /// The source can wait (a file): take its next message only when the archive has room,
+    /// rather than drop records as `queue_full`.
+    wait_for_archive: bool,
 }
 
 /// The consumers of occurrences besides the metrics.
@@ -84,10 +87,20 @@ impl Pipeline {
             writer_alive: true,
             alerts_waiting: VecDeque::new(),
             ready_at: None,
+            wait_for_archive: false,
             archive: consumers.archive,
             rules: consumers.rules,
             alerting: consumers.alerting,
         }
+    }
+
+    /// Makes the pipeline wait for the archive's room before it takes the next message: for a
+    /// source that can wait (a file), so that it never loses records for lack of writer
+    /// capacity. A watch cannot wait (the API server would drop it), so it never does.
+    #[must_use]
+    pub fn waiting_for_archive(mut self) -> Self {
+        self.wait_for_archive = true;
+        self
     }
 
     /// Runs until shutdown. Once every source is gone (a replay that ended) it still exposes
@@ -98,6 +111,13 @@ impl Pipeline {
         loop {
             if !sources && !self.writer_alive {
                 return Ok(());
+            }
+            if self.wait_for_archive && self.writer_alive && !self.archive.has_room() {
+                tokio::select! {
+                    () = self.archive.room() => {}
+                    () = shutdown.cancelled() => return Ok(()),
+                }
+                continue;
             }
             tokio::select! {
                 msg = self.rx.recv(), if sources => match msg {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -26,6 +26,10 @@ pub enum DecodeError {
     Incomplete,
     #[error("not valid UTF-8")]
     NotUtf8,
+    #[error("not JSON: text outside a JSON value")]
+    Stray,
+    #[error("larger than {0} bytes")]
+    TooLarge(usize),
     #[error("kind {0:?} is not an Event")]
     NotAnEvent(String),
     #[error("Event has neither metadata.uid nor metadata.name")]
@@ -60,12 +64,13 @@ impl ReplaySource {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let reader: Box<dyn AsyncBufRead + Send + Unpin> = match &self.input {
-            None => Box::new(BufReader::new(tokio::io::stdin())),
-            Some(path) => Box::new(BufReader::new(tokio::fs::File::open(path).await.map_err(
-                |e| anyhow::anyhow!("cannot open replay file {}: {e}", path.display()),
-            )?)),
-        };
+        let reader: Box<dyn AsyncRead + Send + Unpin> =
+            match &self.input {
+                None => Box::new(tokio::io::stdin()),
+                Some(path) => Box::new(tokio::fs::File::open(path).await.map_err(|e| {
+                    anyhow::anyhow!("cannot open replay file {}: {e}", path.display())
+                })?),
+            };
         let name = self
             .input
             .as_ref()
@@ -82,27 +87,24 @@ impl ReplaySource {
         Ok(())
     }
 
-    async fn read_all(&self, mut reader: impl AsyncBufRead + Unpin) -> anyhow::Result<(u64, u64)> {
+    /// Reads in chunks: memory holds one chunk and one record, whatever the input's size or
+    /// the length of its lines.
+    async fn read_all(&self, mut reader: impl AsyncRead + Unpin) -> anyhow::Result<(u64, u64)> {
         let mut splitter = JsonSplitter::default();
-        let mut line = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
         let mut pieces = Vec::new();
         let (mut records, mut errors) = (0u64, 0u64);
         loop {
-            line.clear();
-            let eof = reader.read_until(b'\n', &mut line).await? == 0;
-            if eof {
+            let n = reader.read(&mut chunk).await?;
+            if n == 0 {
                 pieces.extend(splitter.finish());
             } else {
-                match std::str::from_utf8(&line) {
-                    Ok(text) => {
-                        splitter.push_line(text.trim_end_matches(['\n', '\r']), &mut pieces);
-                    }
-                    Err(_) => pieces.push(Piece::Malformed(DecodeError::NotUtf8)),
-                }
+                splitter.push(&chunk[..n], &mut pieces);
             }
             for piece in pieces.drain(..) {
                 let decoded = match piece {
                     Piece::Value(text) => decode(&text, Timestamp::now()),
+                    Piece::Item(text) => vec![decode_item(&text, Timestamp::now())],
                     Piece::Malformed(e) => vec![Err(e)],
                 };
                 for record in decoded {
@@ -121,7 +123,7 @@ impl ReplaySource {
                     }
                 }
             }
-            if eof {
+            if n == 0 {
                 return Ok((records, errors));
             }
         }
@@ -239,73 +241,192 @@ fn decode_object(value: &Value, observed: Timestamp) -> Result<Event, DecodeErro
 /// A top-level piece of input.
 #[derive(Debug)]
 pub enum Piece {
+    /// A whole top-level value: an Event, a watch event, or a List's shell without its items.
     Value(String),
+    /// One item of a top-level List's `items`, cut out as it streams past.
+    Item(String),
     Malformed(DecodeError),
 }
 
-/// Splits a stream of lines into top-level JSON values: one per line (JSON lines) or spread over
-/// many (pretty-printed, as kubectl writes). It resynchronises after garbage: text outside a
-/// value is malformed up to the end of its line; a line that starts with `{` or `[` in column 0
-/// while a value is open, or a string left open at a line's end, means the open value was cut.
-#[derive(Debug, Default)]
+/// A record (a value, or a List item) larger than this is skipped as malformed: Kubernetes
+/// stores no object over 1.5 MiB, and an Event is a few KB.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Splits a byte stream into top-level JSON values: one per line (JSON lines) or spread over
+/// many (pretty-printed, as kubectl writes). The items of a top-level List come out one by one
+/// as they stream past, so a List of any size takes the memory of one item. Every piece is
+/// bounded by [`MAX_RECORD_BYTES`]. It resynchronises after garbage: text outside a value is
+/// malformed up to the end of its line; a line that starts with `{` or `[` in column 0 while a
+/// value is open, or a string left open at a line's end, means the open value was cut.
+///
+/// It works on bytes: JSON's structural characters are ASCII, and no byte of a multi-byte
+/// UTF-8 character is, so input can be fed in chunks cut anywhere.
+// A byte scanner's state: each flag is an independent bit of where it stands.
+#[allow(clippy::struct_excessive_bools)]
+#[derive(Debug)]
 pub struct JsonSplitter {
-    buf: String,
+    /// The open top-level value, without the items of a List.
+    shell: Vec<u8>,
+    /// The open List item.
+    item: Vec<u8>,
     depth: usize,
     in_string: bool,
     escaped: bool,
+    /// The last string read at depth 1 (a key or a value), up to 16 bytes.
+    key: Vec<u8>,
+    /// Inside the `items` array of a top-level object, at this depth.
+    items_depth: Option<usize>,
+    in_item: bool,
+    /// The open value (or item) outgrew the cap: scanned to its end, not kept.
+    shell_too_large: bool,
+    item_too_large: bool,
+    /// Skipping garbage to the end of its line.
+    skip_line: bool,
+    line_start: bool,
+    max: usize,
+}
+
+impl Default for JsonSplitter {
+    fn default() -> Self {
+        Self::with_max(MAX_RECORD_BYTES)
+    }
 }
 
 impl JsonSplitter {
-    pub fn push_line(&mut self, line: &str, out: &mut Vec<Piece>) {
-        if self.depth > 0 && (line.starts_with('{') || line.starts_with('[')) {
+    pub fn with_max(max: usize) -> Self {
+        Self {
+            shell: Vec::new(),
+            item: Vec::new(),
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            key: Vec::new(),
+            items_depth: None,
+            in_item: false,
+            shell_too_large: false,
+            item_too_large: false,
+            skip_line: false,
+            line_start: true,
+            max,
+        }
+    }
+
+    /// Splits the next bytes of input; complete pieces go to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<Piece>) {
+        for &b in bytes {
+            self.byte(b, out);
+        }
+    }
+
+    fn byte(&mut self, b: u8, out: &mut Vec<Piece>) {
+        if b == b'\n' {
+            if self.skip_line {
+                self.skip_line = false;
+            } else if self.depth > 0 && self.in_string {
+                // JSON strings hold no raw newline: the value was cut.
+                self.reset();
+                out.push(Piece::Malformed(DecodeError::Incomplete));
+            } else if self.depth > 0 {
+                self.keep(b);
+            }
+            self.line_start = true;
+            return;
+        }
+        if self.skip_line {
+            return;
+        }
+        let column_0 = std::mem::replace(&mut self.line_start, false);
+        if self.depth > 0 && column_0 && (b == b'{' || b == b'[') {
             self.reset();
             out.push(Piece::Malformed(DecodeError::Incomplete));
         }
-        let mut start = 0;
-        for (i, c) in line.char_indices() {
-            if self.depth == 0 {
-                if c.is_whitespace() {
-                    continue;
-                }
-                if c != '{' && c != '[' {
-                    let e = serde_json::from_str::<Value>(line[i..].trim()).err();
-                    out.push(Piece::Malformed(
-                        e.map_or(DecodeError::Incomplete, DecodeError::NotJson),
-                    ));
-                    return;
-                }
-                start = i;
+        if self.depth == 0 {
+            if b.is_ascii_whitespace() {
+                return;
             }
-            if self.in_string {
-                if self.escaped {
-                    self.escaped = false;
-                } else if c == '\\' {
-                    self.escaped = true;
-                } else if c == '"' {
-                    self.in_string = false;
-                }
-                continue;
-            }
-            match c {
-                '"' => self.in_string = true,
-                '{' | '[' => self.depth += 1,
-                '}' | ']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        self.buf.push_str(&line[start..=i]);
-                        out.push(Piece::Value(std::mem::take(&mut self.buf)));
-                        start = i + 1;
-                    }
-                }
-                _ => {}
+            if b != b'{' && b != b'[' {
+                self.skip_line = true;
+                out.push(Piece::Malformed(DecodeError::Stray));
+                return;
             }
         }
         if self.in_string {
-            self.reset();
-            out.push(Piece::Malformed(DecodeError::Incomplete));
-        } else if self.depth > 0 {
-            self.buf.push_str(&line[start..]);
-            self.buf.push('\n');
+            self.keep(b);
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            } else if self.depth == 1 && self.key.len() < 16 {
+                self.key.push(b);
+            }
+            return;
+        }
+        match b {
+            b'"' => {
+                self.keep(b);
+                self.in_string = true;
+                if self.depth == 1 {
+                    self.key.clear();
+                }
+            }
+            b'{' | b'[' => {
+                if self.items_depth == Some(self.depth) && !self.in_item {
+                    self.in_item = true;
+                    self.item.clear();
+                    self.item_too_large = false;
+                }
+                self.keep(b);
+                self.depth += 1;
+                if b == b'['
+                    && self.depth == 2
+                    && self.key == b"items"
+                    && self.shell.first() == Some(&b'{')
+                {
+                    self.items_depth = Some(2);
+                }
+            }
+            b'}' | b']' => {
+                self.keep(b);
+                self.depth -= 1;
+                if self.in_item && self.items_depth == Some(self.depth) {
+                    self.in_item = false;
+                    out.push(if self.item_too_large {
+                        Piece::Malformed(DecodeError::TooLarge(self.max))
+                    } else {
+                        piece(Piece::Item, std::mem::take(&mut self.item))
+                    });
+                } else if self.items_depth == Some(self.depth + 1) && !self.in_item {
+                    self.items_depth = None;
+                }
+                if self.depth == 0 {
+                    out.push(if self.shell_too_large {
+                        Piece::Malformed(DecodeError::TooLarge(self.max))
+                    } else {
+                        piece(Piece::Value, std::mem::take(&mut self.shell))
+                    });
+                    self.reset();
+                }
+            }
+            _ => self.keep(b),
+        }
+    }
+
+    /// Keeps `b` in the open item, or in the shell unless it lies between a List's items.
+    fn keep(&mut self, b: u8) {
+        if self.in_item {
+            if self.item.len() < self.max {
+                self.item.push(b);
+            } else {
+                self.item_too_large = true;
+            }
+        } else if self.items_depth == Some(self.depth) && b != b']' {
+            // A comma or whitespace between items.
+        } else if self.shell.len() < self.max {
+            self.shell.push(b);
+        } else {
+            self.shell_too_large = true;
         }
     }
 
@@ -313,15 +434,37 @@ impl JsonSplitter {
     pub fn finish(&mut self) -> Option<Piece> {
         let open = self.depth > 0;
         self.reset();
+        self.skip_line = false;
+        self.line_start = true;
         open.then_some(Piece::Malformed(DecodeError::Incomplete))
     }
 
     fn reset(&mut self) {
-        self.buf.clear();
+        self.shell.clear();
+        self.item.clear();
         self.depth = 0;
         self.in_string = false;
         self.escaped = false;
+        self.key.clear();
+        self.items_depth = None;
+        self.in_item = false;
+        self.shell_too_large = false;
+        self.item_too_large = false;
     }
+}
+
+/// `bytes` as a piece of text, or malformed if it is not UTF-8.
+fn piece(make: fn(String) -> Piece, bytes: Vec<u8>) -> Piece {
+    match String::from_utf8(bytes) {
+        Ok(text) => make(text),
+        Err(_) => Piece::Malformed(DecodeError::NotUtf8),
+    }
+}
+
+/// Decodes one item of a List.
+pub fn decode_item(text: &str, observed: Timestamp) -> Result<Record, DecodeError> {
+    let value: Value = serde_json::from_str(text).map_err(DecodeError::NotJson)?;
+    decode_object(&value, observed).map(listed)
 }
 
 #[cfg(test)]
@@ -331,15 +474,13 @@ mod tests {
     fn split(input: &str) -> (Vec<String>, usize) {
         let mut s = JsonSplitter::default();
         let mut out = Vec::new();
-        for line in input.lines() {
-            s.push_line(line, &mut out);
-        }
+        s.push(input.as_bytes(), &mut out);
         out.extend(s.finish());
         let mut values = Vec::new();
         let mut bad = 0;
         for p in out {
             match p {
-                Piece::Value(v) => values.push(v),
+                Piece::Value(v) | Piece::Item(v) => values.push(v),
                 Piece::Malformed(_) => bad += 1,
             }
         }
@@ -423,5 +564,82 @@ mod tests {
             decode(r#"{"kind":"Pod"}"#, now)[0],
             Err(DecodeError::NotAnEvent(_))
         ));
+    }
+
+    /// A List's items come out one by one, whatever the chunking of the input; the List's
+    /// shell comes out without them and decodes to nothing.
+    #[test]
+    fn a_list_streams_item_by_item_in_any_chunking() {
+        let item = |i: usize| {
+            format!(
+                "    {{\n      \"kind\": \"Event\",\n      \"metadata\": {{\"name\": \"e{i}\", \"uid\": \"u{i}\"}},\n      \"message\": \"a ] and a }} in \\\"text\\\"\",\n      \"involvedObject\": {{\"kind\": \"Pod\"}}\n    }}"
+            )
+        };
+        let items: Vec<String> = (0..5).map(item).collect();
+        let list = format!(
+            "{{\n  \"apiVersion\": \"v1\",\n  \"items\": [\n{}\n  ],\n  \"kind\": \"List\",\n  \"metadata\": {{\"resourceVersion\": \"\"}}\n}}\n",
+            items.join(",\n")
+        );
+        for chunk in [1, 7, 64, list.len()] {
+            let mut s = JsonSplitter::default();
+            let mut out = Vec::new();
+            for part in list.as_bytes().chunks(chunk) {
+                s.push(part, &mut out);
+            }
+            out.extend(s.finish());
+            let mut uids = Vec::new();
+            let mut shells = 0;
+            for piece in out {
+                match piece {
+                    Piece::Item(text) => uids.push(
+                        applied(&Ok(decode_item(&text, Timestamp::now()).unwrap()))
+                            .uid
+                            .clone(),
+                    ),
+                    Piece::Value(text) => {
+                        shells += 1;
+                        assert!(decode(&text, Timestamp::now()).is_empty(), "{text}");
+                    }
+                    Piece::Malformed(e) => panic!("chunks of {chunk}: {e}"),
+                }
+            }
+            assert_eq!(uids, ["u0", "u1", "u2", "u3", "u4"], "chunks of {chunk}");
+            assert_eq!(shells, 1);
+        }
+    }
+
+    /// A record over the cap is skipped as malformed, never held whole; the next one is read.
+    #[test]
+    fn an_oversized_record_is_skipped_and_the_next_is_read() {
+        let mut s = JsonSplitter::with_max(64);
+        let mut out = Vec::new();
+        let big = format!("{{\"message\": \"{}\"}}\n", "x".repeat(10_000));
+        s.push(big.as_bytes(), &mut out);
+        assert!(s.shell.len() <= 64);
+        s.push(b"{\"a\":1}\n", &mut out);
+        let list = format!(
+            "{{\"items\": [{{\"m\": \"{}\"}}, {{\"b\":2}}]}}\n",
+            "y".repeat(1000)
+        );
+        s.push(list.as_bytes(), &mut out);
+        out.extend(s.finish());
+        let shown: Vec<String> = out
+            .iter()
+            .map(|p| match p {
+                Piece::Value(v) => format!("value {v}"),
+                Piece::Item(v) => format!("item {v}"),
+                Piece::Malformed(e) => format!("bad {e}"),
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "bad larger than 64 bytes",
+                "value {\"a\":1}",
+                "bad larger than 64 bytes",
+                "item {\"b\":2}",
+                "value {\"items\": []}",
+            ]
+        );
     }
 }

@@ -620,3 +620,105 @@ async fn a_kill_loop_counts_nothing_twice() {
     );
     assert!(last.terminate().await.success());
 }
+
+/// Peak resident memory of a process, in MiB (`VmHWM`).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kib / 1024.0
+}
+
+/// A 30,000-event kubectl List (pretty-printed, ~20 MB) followed by a 5 MB line: the List is
+/// read item by item (memory stays far below the input's size), the file waits for the
+/// archive writer instead of losing records, and the oversized line is skipped and counted
+/// while the record after it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_list_streams_waits_for_the_writer_and_skips_an_oversized_record() {
+    const EVENTS: usize = 30_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("list.json");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&input).expect("input"));
+        f.write_all(b"{\n    \"apiVersion\": \"v1\",\n    \"items\": [\n")
+            .expect("write");
+        for i in 0..EVENTS {
+            let item: serde_json::Value =
+                serde_json::from_str(event_line(i, 500).trim_end()).expect("json");
+            let pretty = serde_json::to_string_pretty(&item).expect("pretty");
+            let sep = if i + 1 < EVENTS { ",\n" } else { "\n" };
+            // Indented as kubectl indents items: a `{` in column 0 would mean the List was cut.
+            f.write_all(b"        ").expect("write");
+            f.write_all(pretty.replace('\n', "\n        ").as_bytes())
+                .expect("write");
+            f.write_all(sep.as_bytes()).expect("write");
+        }
+        f.write_all(
+            b"    ],\n    \"kind\": \"List\",\n    \"metadata\": {\"resourceVersion\": \"\"}\n}\n",
+        )
+        .expect("write");
+        f.write_all(event_line(EVENTS, 5 << 20).as_bytes())
+            .expect("write");
+        f.write_all(event_line(EVENTS + 1, 100).as_bytes())
+            .expect("write");
+    }
+    let size_mib = std::fs::metadata(&input).expect("size").len() as f64 / 1_048_576.0;
+    let args = [
+        "--replay",
+        input.to_str().expect("utf-8"),
+        "--archive-rate",
+        "4294967295",
+        "--archive-burst",
+        "4294967295",
+        "--archive-namespace-rate",
+        "4294967295",
+        "--archive-namespace-burst",
+        "4294967295",
+    ];
+    let process = Process::start(&["env"], &args, Stdio::null()).await;
+    wait_for(
+        "the replay to be read",
+        Duration::from_secs(120),
+        POLL,
+        || {
+            let p = &process;
+            async move { (p.get("/readyz").await == 200).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(&process, "kube_events_total").await,
+        (EVENTS + 1) as f64
+    );
+    assert_eq!(
+        metric(&process, "kube_event_exporter_decode_errors_total").await,
+        1.0,
+        "the oversized record"
+    );
+    assert_eq!(
+        metric(&process, "kube_event_exporter_archive_dropped_total").await,
+        0.0
+    );
+    wait_for(
+        "every record archived",
+        Duration::from_secs(30),
+        POLL,
+        || {
+            let p = &process;
+            async move {
+                let records = metric(p, "kube_event_exporter_archive_records").await;
+                (records == (EVENTS + 1) as f64).then_some(())
+            }
+        },
+    )
+    .await;
+    let peak = peak_rss_mib(process.child.id());
+    assert!(
+        peak < size_mib * 4.0,
+        "peak RSS {peak:.0} MiB for a {size_mib:.0} MiB input"
+    );
+}
