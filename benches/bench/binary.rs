@@ -1,4 +1,5 @@
-//! Measurements 2, 3 and 5, and RSS: the real binary against the fake API server over HTTP.
+//! Measurements 2, 3 and 5, and RSS: the real binary against the fake API server over HTTP;
+//! and a big replay.
 
 use std::{
     collections::BTreeMap,
@@ -6,7 +7,9 @@ use std::{
 };
 
 use crate::{
-    common::{REASONS, child_status, cpu_seconds, mib, percentile, process_cpu_seconds, quick},
+    common::{
+        REASONS, child_status, core_event, cpu_seconds, mib, percentile, process_cpu_seconds, quick,
+    },
     support::{
         Exporter,
         alertmanager::{Alertmanager, Webhook, config},
@@ -289,5 +292,61 @@ pub async fn alert_latency() -> BTreeMap<&'static str, f64> {
     BTreeMap::from([
         ("p50_ms", percentile(&lags, 0.5).as_secs_f64() * 1e3),
         ("p99_ms", percentile(&lags, 0.99).as_secs_f64() * 1e3),
+    ])
+}
+
+/// A big replay: a `kubectl get events -o json` List of 200k events (20k in quick mode),
+/// pretty-printed as kubectl prints it, with every record archived. The budget is its peak RSS.
+pub async fn replay_list() -> BTreeMap<&'static str, f64> {
+    use std::io::Write;
+    let n: u64 = if quick() { 20_000 } else { 200_000 };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("events.json");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&input).expect("input"));
+        f.write_all(b"{\n    \"apiVersion\": \"v1\",\n    \"items\": [\n")
+            .expect("write");
+        for i in 0..n {
+            let pretty = serde_json::to_string_pretty(&core_event(i, 1, i)).expect("json");
+            f.write_all(b"        ").expect("write");
+            f.write_all(pretty.replace('\n', "\n        ").as_bytes())
+                .expect("write");
+            f.write_all(if i + 1 < n { b",\n" } else { b"\n" })
+                .expect("write");
+        }
+        f.write_all(b"    ],\n    \"kind\": \"List\",\n    \"metadata\": {\n        \"resourceVersion\": \"\"\n    }\n}\n")
+            .expect("write");
+    }
+    let input_mib = std::fs::metadata(&input).expect("size").len() as f64 / 1_048_576.0;
+    let mut args = vec!["--replay", input.to_str().expect("utf-8")];
+    for flag in [
+        "--archive-namespace-rate",
+        "--archive-namespace-burst",
+        "--archive-rate",
+        "--archive-burst",
+    ] {
+        args.extend([flag, "1000000"]);
+    }
+    let started = Instant::now();
+    let exporter = Exporter::start(&args).await;
+    exporter.wait_ready().await;
+    let ready_s = started.elapsed().as_secs_f64();
+    let m = exporter.metrics().await;
+    BTreeMap::from([
+        ("events", n as f64),
+        ("input_mib", input_mib),
+        ("ready_s", ready_s),
+        (
+            "exporter_peak_rss_mib",
+            mib(child_status(exporter.pid(), "VmHWM:")),
+        ),
+        (
+            "records_archived",
+            m.value("kube_event_exporter_archive_writes_total"),
+        ),
+        (
+            "records_dropped",
+            m.value("kube_event_exporter_archive_dropped_total"),
+        ),
     ])
 }

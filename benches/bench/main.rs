@@ -20,7 +20,7 @@ use common::quick;
 
 // ---------- driver ----------
 
-const MEASUREMENTS: [(&str, &str); 9] = [
+const MEASUREMENTS: [(&str, &str); 10] = [
     (
         "pipeline-core",
         "1. pipeline, core/v1 watch lines (decode, ledger, metrics, archive, alerts)",
@@ -42,6 +42,10 @@ const MEASUREMENTS: [(&str, &str); 9] = [
     ("archive", "4. archive: insert, disk, queries (100 rows)"),
     ("alerts", "5. alert latency: watch → Alertmanager → webhook"),
     ("churn", "6. memory under churn (2 simulated hours)"),
+    (
+        "replay-list",
+        "7. replay of a kubectl List (200k events), every record archived",
+    ),
 ];
 
 async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
@@ -55,6 +59,7 @@ async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
         "archive" => archive::archive_queries(),
         "alerts" => binary::alert_latency().await,
         "churn" => in_process::churn().await,
+        "replay-list" => binary::replay_list().await,
         other => panic!("unknown measurement {other}"),
     }
 }
