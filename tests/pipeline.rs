@@ -103,6 +103,14 @@ impl Running {
         self.tx.send(msg).await.expect("pipeline running");
     }
 
+    /// An update of the Event `uid` in `namespace` with `reason`, `type_` and `count`.
+    async fn apply(&self, uid: &str, namespace: &str, reason: &str, type_: EventType, count: u64) {
+        self.send(SourceMsg::Applied(Box::new(event(
+            uid, namespace, reason, type_, count,
+        ))))
+        .await;
+    }
+
     async fn stop(self) {
         self.stop.cancel();
         for task in self.tasks {
@@ -132,22 +140,10 @@ async fn an_update_reaches_every_consumer_once() {
     ];
     let m = run.state.metrics.clone();
 
-    run.send(SourceMsg::Applied(Box::new(event(
-        "e1",
-        "shop",
-        "BackOff",
-        EventType::Warning,
-        1,
-    ))))
-    .await;
-    run.send(SourceMsg::Applied(Box::new(event(
-        "e1",
-        "shop",
-        "BackOff",
-        EventType::Warning,
-        3,
-    ))))
-    .await;
+    run.apply("e1", "shop", "BackOff", EventType::Warning, 1)
+        .await;
+    run.apply("e1", "shop", "BackOff", EventType::Warning, 3)
+        .await;
     settle().await;
     assert!(
         !run.state.health.is_ready(),
@@ -155,22 +151,10 @@ async fn an_update_reaches_every_consumer_once() {
     );
     run.send(SourceMsg::Synced).await;
     // The same count again, and an event of a namespace that is not watched.
-    run.send(SourceMsg::Applied(Box::new(event(
-        "e1",
-        "shop",
-        "BackOff",
-        EventType::Warning,
-        3,
-    ))))
-    .await;
-    run.send(SourceMsg::Applied(Box::new(event(
-        "e2",
-        "other",
-        "BackOff",
-        EventType::Warning,
-        5,
-    ))))
-    .await;
+    run.apply("e1", "shop", "BackOff", EventType::Warning, 3)
+        .await;
+    run.apply("e2", "other", "BackOff", EventType::Warning, 5)
+        .await;
     settle().await;
 
     assert!(run.state.health.is_ready());
@@ -208,13 +192,13 @@ async fn label_sets_beyond_the_series_cap_are_counted_in_one_series() {
     let run = start(dir.path(), "shop", &["--metrics-max-series", "2"]);
     for i in 0..50u64 {
         let reason = format!("Reason{i}");
-        run.send(SourceMsg::Applied(Box::new(event(
+        run.apply(
             &format!("e{i}"),
             "shop",
             &reason,
             EventType::Warning,
             1 + i % 3,
-        ))))
+        )
         .await;
     }
     settle().await;
@@ -244,10 +228,7 @@ async fn metrics_exposition_matches_golden_files() {
         ("e2", "Pulled", EventType::Normal, 1),
         ("e1", "BackOff", EventType::Warning, 2),
     ] {
-        run.send(SourceMsg::Applied(Box::new(event(
-            uid, "shop", reason, type_, count,
-        ))))
-        .await;
+        run.apply(uid, "shop", reason, type_, count).await;
     }
     run.send(SourceMsg::Synced).await;
     settle().await;
