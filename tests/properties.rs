@@ -699,7 +699,8 @@ fn spell_reporter(d: &Draw, shape: Shape, o: &mut Map<String, Value>) -> String 
 fn add_noise(shape: Shape, o: &mut Map<String, Value>, meta: &mut Map<String, Value>, decoy: &str) {
     meta.insert(
         "managedFields".into(),
-        json!([{"manager": "kubelet", "operation": "Update", "fieldsV1": {"f:count": {}, "f:note": {}}}]),
+        json!([{"manager": "kubelet", "operation": "Update",
+                "fieldsV1": {"f:count": {}, "f:note": {}}}]),
     );
     meta.insert("creationTimestamp".into(), "2026-11-29T10:00:00Z".into());
     meta.insert("labels".into(), json!({"uid": decoy, "name": decoy}));
@@ -758,12 +759,20 @@ proptest! {
     #![proptest_config(config(256))]
 
     #[test]
-    fn watch_lines_of_any_bytes_decode_or_fail(bytes in vec(any::<u8>(), 0..256), shape in shape()) {
+    fn watch_lines_of_any_bytes_decode_or_fail(
+        bytes in vec(any::<u8>(), 0..256),
+        shape in shape(),
+    ) {
         let _ = wire::watch_line(&bytes, shape, Timestamp::UNIX_EPOCH);
     }
 
     #[test]
-    fn any_json_decodes_or_fails(v in json_input(), style in style(), shape in shape(), observed in observed()) {
+    fn any_json_decodes_or_fails(
+        v in json_input(),
+        style in style(),
+        shape in shape(),
+        observed in observed(),
+    ) {
         let text = to_json(&v, style);
         let _ = wire::watch_line(text.as_bytes(), shape, observed);
         let _ = wire::list_page(&text, shape, observed);
@@ -842,18 +851,21 @@ proptest! {
             "metadata": {"resourceVersion": resource_version,
                          "annotations": {"k8s.io/initial-events-end": "true"}},
         }});
-        let item = wire::watch_line(to_json(&bookmark, style).as_bytes(), shape, Timestamp::UNIX_EPOCH);
+        let epoch = Timestamp::UNIX_EPOCH;
+        let item = wire::watch_line(to_json(&bookmark, style).as_bytes(), shape, epoch);
         prop_assert!(
-            matches!(&item, Ok(WatchItem::Bookmark { resource_version: rv }) if *rv == resource_version),
+            matches!(&item, Ok(WatchItem::Bookmark { resource_version: rv })
+                            if *rv == resource_version),
             "{:?}", item
         );
         let error = json!({"type": "ERROR", "object": {
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": "Expired", "code": code,
         }});
-        let item = wire::watch_line(to_json(&error, style).as_bytes(), shape, Timestamp::UNIX_EPOCH);
+        let item = wire::watch_line(to_json(&error, style).as_bytes(), shape, epoch);
         prop_assert!(
-            matches!(&item, Ok(WatchItem::Error { code: c, message: m }) if *c == code && *m == message),
+            matches!(&item, Ok(WatchItem::Error { code: c, message: m })
+                            if *c == code && *m == message),
             "{:?}", item
         );
     }
@@ -896,9 +908,13 @@ proptest! {
             fields.insert(key, value);
         }
         let line = json!({"type": "ADDED", "object": object}).to_string();
-        let watch = wire::watch_line(line.as_bytes(), shape, observed).map(|item| watched(item, "ADDED"));
+        let watch =
+            wire::watch_line(line.as_bytes(), shape, observed).map(|item| watched(item, "ADDED"));
         let replayed = replay::decode(&line, observed).pop().unwrap();
-        prop_assume!(!matches!(replayed, Err(DecodeError::NoIdentity | DecodeError::NotAnEvent(_))));
+        prop_assume!(!matches!(
+            replayed,
+            Err(DecodeError::NoIdentity | DecodeError::NotAnEvent(_))
+        ));
         let replayed = replayed.map(|record| match record {
             Record::Watch(item) => watched(*item, "ADDED"),
             Record::Listed(e) => panic!("a watch line read as a listed {e:?}"),
@@ -909,6 +925,23 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------------
 // The replay formats
+
+/// Pieces of JSON text, and JSON that the replay gives meaning to.
+const JSON_BITS: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    "\"",
+    "\\",
+    "\n",
+    "\r\n",
+    " ",
+    ",",
+    ":",
+    "\"items\":",
+    "\"type\":\"ADDED\",\"object\":",
+];
 
 /// Reads `text` as the replay source does: line by line (`\n`, a `\r` before it dropped), split
 /// into top-level JSON values, each decoded.
@@ -958,7 +991,7 @@ proptest! {
     fn json_ish_replay_text_decodes_or_fails(
         fragments in vec(
             prop_oneof![
-                select(&["{", "}", "[", "]", "\"", "\\", "\n", "\r\n", " ", ",", ":", "\"items\":", "\"type\":\"ADDED\",\"object\":"][..]).prop_map(str::to_owned),
+                select(JSON_BITS).prop_map(str::to_owned),
                 text(),
             ],
             0..40,
@@ -975,14 +1008,16 @@ proptest! {
     #![proptest_config(config(128))]
 
     /// A List as `kubectl get events -o json` prints it, a watch stream (`-w
-    /// --output-watch-events`, each event compact or pretty) and JSON lines of the objects:
-    /// each gives back the events, in order, whichever API each object is of.
+    /// --output-watch-events`, each event compact or pretty), the objects pretty-printed one
+    /// after another (`-w` alone) and JSON lines of the objects: each gives back the events, in
+    /// order, whichever API each object is of; and so does a mix of all four in one input.
     #[test]
     fn the_replay_encodings_give_back_the_same_events(
         items in vec((draw(), shape()), 1..5),
         watch_types in vec(select(&["ADDED", "MODIFIED"][..]), 5),
         watch_pretty in any::<bool>(),
         crlf in any::<bool>(),
+        final_newline in any::<bool>(),
         bookmark in "[0-9]{1,8}",
         observed in observed(),
     ) {
@@ -1001,20 +1036,32 @@ proptest! {
             .iter()
             .zip(&watch_types)
             .map(|(object, kind)| json!({"type": kind, "object": object}))
-            .chain([json!({"type": "BOOKMARK", "object": {"kind": "Event", "apiVersion": "v1",
-                                                          "metadata": {"resourceVersion": bookmark}}})])
+            .chain([json!({"type": "BOOKMARK", "object": {
+                "kind": "Event", "apiVersion": "v1", "metadata": {"resourceVersion": bookmark},
+            }})])
             .map(|v| to_json(&v, style).replace('\n', newline)));
+        let pretty = lines(&mut objects
+            .iter()
+            .map(|v| to_json(v, Style::Pretty).replace('\n', newline)));
         let json_lines = lines(&mut objects.iter().map(Value::to_string));
+        let mut mix = [list.as_str(), &watch, &pretty, &json_lines].concat();
+        if !final_newline {
+            mix.truncate(mix.len() - newline.len());
+        }
 
-        for (name, text, bookmarks) in [
-            ("list", &list, vec![]),
-            ("watch", &watch, vec![bookmark.clone()]),
-            ("json lines", &json_lines, vec![]),
+        for (name, text, times, bookmarks) in [
+            ("list", &list, 1, vec![]),
+            ("watch", &watch, 1, vec![bookmark.clone()]),
+            ("pretty objects", &pretty, 1, vec![]),
+            ("json lines", &json_lines, 1, vec![]),
+            ("mix", &mix, 4, vec![bookmark.clone()]),
         ] {
             let got = applied(replay_all(text, observed));
             prop_assert!(got.is_ok(), "{name}: {got:?}\n{text}");
             let (events, got_bookmarks) = got.unwrap();
-            prop_assert_eq!(&events, &want, "{}", name);
+            let expected: Vec<Event> =
+                std::iter::repeat_n(&want, times).flatten().cloned().collect();
+            prop_assert_eq!(events, expected, "{}", name);
             prop_assert_eq!(got_bookmarks, bookmarks, "{}", name);
         }
     }
@@ -1161,7 +1208,10 @@ fn query_value() -> impl Strategy<Value = String> {
         )
         .prop_map(str::to_owned),
         "([0-9]{1,21}(ms|s|m|h|d|w)){1,3}",
-        "[+-]?[0-9]{4,6}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,12})?(Z|[+-][0-9]{2}:[0-9]{2})",
+        concat!(
+            "[+-]?[0-9]{4,6}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}",
+            "(\\.[0-9]{1,12})?(Z|[+-][0-9]{2}:[0-9]{2})",
+        ),
         (any::<u64>(), any::<u64>())
             .prop_map(|(last_seen, seq)| Cursor { last_seen, seq }.encode()),
         "[0-9a-fA-F+.-]{0,30}",
@@ -1252,7 +1302,10 @@ prop_compose! {
         cursor in option::of((any::<u64>(), any::<u64>())),
         table in option::of(any::<bool>()),
         unknown in vec(
-            ("[a-zA-Z_]{1,10}".prop_filter("an unknown key", |k| !PARAMS.contains(&k.as_str())), text()),
+            (
+                "[a-zA-Z_]{1,10}".prop_filter("an unknown key", |k| !PARAMS.contains(&k.as_str())),
+                text(),
+            ),
             0..3,
         ),
         order in vec(any::<u32>(), 16),
@@ -1546,7 +1599,8 @@ prop_compose! {
         severity in option::of(word()),
         alertname in option::of(word()),
         labels in btree_map(
-            "[a-zA-Z_][a-zA-Z0-9_]{0,8}".prop_filter("a reserved label", |k| !RESERVED.contains(&k.as_str())),
+            "[a-zA-Z_][a-zA-Z0-9_]{0,8}"
+                .prop_filter("a reserved label", |k| !RESERVED.contains(&k.as_str())),
             text(),
             0..3,
         ),
@@ -1560,7 +1614,8 @@ prop_compose! {
         strings in vec(text(), 6),
         warning in any::<bool>(),
     ) -> Event {
-        let [namespace, kind, name, reason, message, source] = <[String; 6]>::try_from(strings).unwrap();
+        let [namespace, kind, name, reason, message, source] =
+            <[String; 6]>::try_from(strings).unwrap();
         Event {
             uid: "u".into(),
             namespace,
@@ -1720,7 +1775,10 @@ proptest! {
 
     #[test]
     fn yaml_ish_rules_text_parses_or_fails(
-        bits in vec(prop_oneof![3 => select(YAML_BITS).prop_map(str::to_owned), 1 => text()], 0..40),
+        bits in vec(
+            prop_oneof![3 => select(YAML_BITS).prop_map(str::to_owned), 1 => text()],
+            0..40,
+        ),
     ) {
         check_rules_text(&bits.concat())?;
     }
