@@ -943,19 +943,21 @@ const JSON_BITS: &[&str] = &[
     "\"type\":\"ADDED\",\"object\":",
 ];
 
-/// Reads `text` as the replay source does: line by line (`\n`, a `\r` before it dropped), split
-/// into top-level JSON values, each decoded.
+/// Reads `text` as the replay source does: in chunks (of 13 bytes here, so boundaries fall
+/// inside values and characters), split into top-level JSON values and List items, each
+/// decoded.
 fn replay_all(text: &str, observed: Timestamp) -> Vec<Result<Record, DecodeError>> {
     let mut splitter = JsonSplitter::default();
     let mut pieces = Vec::new();
-    for line in text.split_inclusive('\n') {
-        splitter.push_line(line.trim_end_matches(['\n', '\r']), &mut pieces);
+    for chunk in text.as_bytes().chunks(13) {
+        splitter.push(chunk, &mut pieces);
     }
     pieces.extend(splitter.finish());
     pieces
         .into_iter()
         .flat_map(|piece| match piece {
             Piece::Value(value) => replay::decode(&value, observed),
+            Piece::Item(item) => vec![replay::decode_item(&item, observed)],
             Piece::Malformed(e) => vec![Err(e)],
         })
         .collect()
