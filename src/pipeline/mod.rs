@@ -176,7 +176,7 @@ impl Pipeline {
 
     fn dispatch(&mut self, msg: SourceMsg) {
         match msg {
-            SourceMsg::Applied(event) => self.apply(&event),
+            SourceMsg::Applied(event) => self.apply(event),
             SourceMsg::Deleted { uid } => {
                 if let Some(seq) = self.ledger.forget(&uid) {
                     self.archive.forget(seq);
@@ -197,12 +197,14 @@ impl Pipeline {
         }
     }
 
-    fn apply(&mut self, event: &Event) {
+    /// The event is owned: an alerting occurrence keeps it, without a copy, until its batch
+    /// commits.
+    fn apply(&mut self, event: Box<Event>) {
         if !self.namespaces.is_empty() && !self.namespaces.contains(&event.namespace) {
             self.metrics.occurrence_filtered();
             return;
         }
-        let decision = self.rules.decide(event);
+        let decision = self.rules.decide(&event);
         if decision.drop {
             self.metrics.occurrence_filtered();
             return;
@@ -214,7 +216,7 @@ impl Pipeline {
             return;
         }
         let written = self.archive.write(Sighting {
-            event,
+            event: &event,
             seq: seen.seq,
             key: seen.key,
             indexed_at: seen.indexed_at,
@@ -224,20 +226,17 @@ impl Pipeline {
             self.ledger.set_archived(seen.key, written.indexed_at);
         }
         self.counters
-            .add(event, seen.occurrences, written.generation);
+            .add(&event, seen.occurrences, written.generation);
+        self.metrics.occurrence_at(event.last_seen);
         if self.alerting.is_some() {
             if decision.alert {
-                self.alerts_waiting.push_back((
-                    written.generation,
-                    Box::new(event.clone()),
-                    decision,
-                ));
+                self.alerts_waiting
+                    .push_back((written.generation, event, decision));
                 // An alert should not wait for the next interval's commit.
                 self.archive.flush_soon();
             } else if event.is_warning() {
                 self.metrics.alert_skipped_by_rule();
             }
         }
-        self.metrics.occurrence_at(event.last_seen);
     }
 }
