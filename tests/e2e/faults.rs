@@ -538,7 +538,8 @@ async fn kill_loop(
         truth: (events as u64 * rounds) as f64,
         ..KillLoop::default()
     };
-    let args = ["--archive-path", archive.to_str().expect("utf-8")];
+    // Every record archived: the archive is checked exactly at the end.
+    let args = unlimited(&["--archive-path", archive.to_str().expect("utf-8")]);
     // Lines the previous process was given: a new one reads them at once (as a relist would
     // deliver what happened so far), then the rest as it happens.
     let mut given = 0;
