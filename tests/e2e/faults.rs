@@ -306,12 +306,12 @@ impl Drop for Tmpfs {
     }
 }
 
-/// How many records the archive API lists (up to 5,000).
-async fn archived(process: &Process) -> usize {
-    let (mut total, mut cursor) = (0, String::new());
+/// Every record the archive API lists, walking the pages with the cursor.
+async fn archive_items(process: &Process) -> Vec<serde_json::Value> {
+    let (mut items, mut cursor) = (Vec::new(), String::new());
     loop {
         let url = process.url(&format!("/api/v1/events?limit=1000{cursor}"));
-        let page: serde_json::Value = http()
+        let mut page: serde_json::Value = http()
             .get(url)
             .send()
             .await
@@ -319,12 +319,19 @@ async fn archived(process: &Process) -> usize {
             .json()
             .await
             .expect("json");
-        total += page["items"].as_array().map_or(0, Vec::len);
+        if let Some(page_items) = page["items"].as_array_mut() {
+            items.append(page_items);
+        }
         match page["next_cursor"].as_str() {
-            Some(c) if total < 5000 => cursor = format!("&cursor={c}"),
-            _ => return total,
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return items,
         }
     }
+}
+
+/// How many records the archive API lists.
+async fn archived(process: &Process) -> usize {
+    archive_items(process).await.len()
 }
 
 async fn metric(process: &Process, name: &str) -> f64 {
@@ -611,35 +618,19 @@ async fn kill_loop(
     .await;
     seen.shown.push(metric(&last, "kube_events_total").await);
     seen.peak_rss.push(peak_rss_mib(last.child.id()));
-    let mut cursor = String::new();
     let mut found = 0;
-    loop {
-        let url = last.url(&format!("/api/v1/events?limit=1000&namespace=shop{cursor}"));
-        let page: serde_json::Value = http()
-            .get(url)
-            .send()
-            .await
-            .expect("query")
-            .json()
-            .await
-            .expect("json");
-        for item in page["items"].as_array().expect("items") {
-            let uid = item["uid"].as_str().expect("uid");
-            let i: usize = uid
-                .rsplit('-')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .expect("i");
-            if (first..first + events).contains(&i) {
-                found += 1;
-                if item["count"] != rounds {
-                    seen.wrong_records += 1;
-                }
+    for item in archive_items(&last).await {
+        let uid = item["uid"].as_str().expect("uid");
+        let i: usize = uid
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("i");
+        if (first..first + events).contains(&i) {
+            found += 1;
+            if item["count"] != rounds {
+                seen.wrong_records += 1;
             }
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = format!("&cursor={c}"),
-            None => break,
         }
     }
     seen.wrong_records += events - found;
