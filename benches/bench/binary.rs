@@ -27,6 +27,14 @@ async fn unlimited_exporter(
     let kubeconfig = fake.write_kubeconfig(dir);
     let mut args = vec!["--kubeconfig", kubeconfig.to_str().expect("utf-8")];
     args.extend(extra);
+    unlimited(&mut args);
+    let exporter = Exporter::start(&args).await;
+    exporter.wait_ready().await;
+    exporter
+}
+
+/// Adds archive rate limits that never bite to `args`: every record is written.
+fn unlimited(args: &mut Vec<&str>) {
     for flag in [
         "--archive-namespace-rate",
         "--archive-namespace-burst",
@@ -35,9 +43,6 @@ async fn unlimited_exporter(
     ] {
         args.extend([flag, "1000000"]);
     }
-    let exporter = Exporter::start(&args).await;
-    exporter.wait_ready().await;
-    exporter
 }
 
 /// A fake API server holding `n` events in 50 namespaces, as a big cluster's would.
@@ -319,14 +324,7 @@ pub async fn replay_list() -> BTreeMap<&'static str, f64> {
     }
     let input_mib = std::fs::metadata(&input).expect("size").len() as f64 / 1_048_576.0;
     let mut args = vec!["--replay", input.to_str().expect("utf-8")];
-    for flag in [
-        "--archive-namespace-rate",
-        "--archive-namespace-burst",
-        "--archive-rate",
-        "--archive-burst",
-    ] {
-        args.extend([flag, "1000000"]);
-    }
+    unlimited(&mut args);
     let started = Instant::now();
     let exporter = Exporter::start(&args).await;
     exporter.wait_ready().await;

@@ -47,6 +47,8 @@ pub struct Pipeline {
     alerting: Option<Arc<Alerting>>,
     /// What the archive has made durable, and whether the writer is still there to say so.
     durable: watch::Receiver<Durable>,
+    /// The archive cannot commit (last seen in `durable`): occurrences are exposed at once.
+    archive_failing: bool,
     writer_alive: bool,
     /// Alerting occurrences waiting for their batch to commit, oldest first.
     alerts_waiting: VecDeque<(u64, Box<Event>, Decision)>,
@@ -84,6 +86,7 @@ impl Pipeline {
             health,
             unsynced: streams,
             durable: consumers.archive.durable(),
+            archive_failing: false,
             writer_alive: true,
             alerts_waiting: VecDeque::new(),
             ready_at: None,
@@ -144,7 +147,7 @@ impl Pipeline {
     pub fn handle(&mut self, msg: SourceMsg) {
         self.dispatch(msg);
         if self.durable.has_changed().unwrap_or(false)
-            || self.durable.borrow().failing
+            || self.archive_failing
             || self.ready_at.is_some()
         {
             self.expose();
@@ -155,6 +158,7 @@ impl Pipeline {
     /// archive is failing).
     fn expose(&mut self) {
         let durable = *self.durable.borrow_and_update();
+        self.archive_failing = durable.failing;
         let covered = |generation| !self.writer_alive || durable.covers(generation);
         self.counters.expose(covered);
         if self.ready_at.is_some_and(covered) {
