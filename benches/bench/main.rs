@@ -13,6 +13,7 @@ mod archive;
 mod binary;
 mod common;
 mod in_process;
+mod writer;
 
 use std::{collections::BTreeMap, process::Command};
 
@@ -20,7 +21,7 @@ use common::quick;
 
 // ---------- driver ----------
 
-const MEASUREMENTS: [(&str, &str); 10] = [
+const MEASUREMENTS: [(&str, &str); 11] = [
     (
         "pipeline-core",
         "1. pipeline, core/v1 watch lines (decode, ledger, metrics, archive, alerts)",
@@ -46,6 +47,10 @@ const MEASUREMENTS: [(&str, &str); 10] = [
         "replay-list",
         "7. replay of a kubectl List (200k events), every record archived",
     ),
+    (
+        "writer",
+        "8. archive writer, every record archived: 100k new + 50k updates/s, then flat out",
+    ),
 ];
 
 async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
@@ -60,6 +65,7 @@ async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
         "alerts" => binary::alert_latency().await,
         "churn" => in_process::churn().await,
         "replay-list" => binary::replay_list().await,
+        "writer" => writer::writer_sustained().await,
         other => panic!("unknown measurement {other}"),
     }
 }

@@ -324,15 +324,6 @@ impl<'t> Tables<'t> {
         })
     }
 
-    fn index(&mut self, seq: u64, k: &IndexKeys) -> Result<()> {
-        let t = k.last_seen;
-        self.by_time.insert((t, seq), ())?;
-        self.by_ns.insert((k.namespace, t, seq), ())?;
-        self.by_object.insert((k.object, t, seq), ())?;
-        self.by_reason.insert((k.reason, t, seq), ())?;
-        Ok(())
-    }
-
     /// Removes the index entries of a record with keys `k` as it was indexed at last
     /// occurrence `t`.
     fn unindex_at(&mut self, seq: u64, k: &IndexKeys, t: u64) -> Result<()> {
@@ -349,20 +340,73 @@ impl<'t> Tables<'t> {
     }
 }
 
+/// One batch's entries for each index, to be applied in key order: consecutive changes land on
+/// the same pages (dirty already, in the cache), where record order would visit four trees'
+/// random pages in turn.
+#[derive(Default)]
+struct IndexEntries {
+    time: Vec<(u64, u64)>,
+    ns: Vec<(u64, u64, u64)>,
+    object: Vec<(u64, u64, u64)>,
+    reason: Vec<(u64, u64, u64)>,
+}
+
+impl IndexEntries {
+    fn push(&mut self, seq: u64, k: &IndexKeys, t: u64) {
+        self.time.push((t, seq));
+        self.ns.push((k.namespace, t, seq));
+        self.object.push((k.object, t, seq));
+        self.reason.push((k.reason, t, seq));
+    }
+}
+
+impl Tables<'_> {
+    /// Removes `removes`, then inserts `inserts`, table by table.
+    fn reindex(&mut self, removes: IndexEntries, inserts: IndexEntries) -> Result<()> {
+        apply_sorted(&mut self.by_time, removes.time, inserts.time)?;
+        apply_sorted(&mut self.by_ns, removes.ns, inserts.ns)?;
+        apply_sorted(&mut self.by_object, removes.object, inserts.object)?;
+        apply_sorted(&mut self.by_reason, removes.reason, inserts.reason)
+    }
+}
+
+/// Removes, then inserts, each in key order. A record's old and new entries differ in their
+/// time, so the order between the two lists does not matter.
+fn apply_sorted<K>(
+    table: &mut redb::Table<'_, K, ()>,
+    mut removes: Vec<K>,
+    mut inserts: Vec<K>,
+) -> Result<()>
+where
+    K: redb::Key + Ord + Copy + for<'a> std::borrow::Borrow<K::SelfType<'a>> + 'static,
+{
+    removes.sort_unstable();
+    inserts.sort_unstable();
+    for k in removes {
+        table.remove(k)?;
+    }
+    for k in inserts {
+        table.insert(k, ())?;
+    }
+    Ok(())
+}
+
 fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
     let mut tables = Tables::open(txn)?;
+    let (mut removes, mut inserts) = (IndexEntries::default(), IndexEntries::default());
     for (seq, write, bytes) in batch.records_in_order() {
         // An update at the same last occurrence (a count that moved within one timestamp
         // second) leaves the index entries where they are.
         let moved = write.replaces != Some(write.keys.last_seen);
         if let Some(t) = write.replaces.filter(|_| moved) {
-            tables.unindex_at(seq, &write.keys, t)?;
+            removes.push(seq, &write.keys, t);
         }
         tables.records.insert(seq, bytes)?;
         if moved {
-            tables.index(seq, &write.keys)?;
+            inserts.push(seq, &write.keys, write.keys.last_seen);
         }
     }
+    tables.reindex(removes, inserts)?;
     let mut ledger = txn.open_table(LEDGER)?;
     for (seq, e) in &batch.ledger {
         ledger.insert(
