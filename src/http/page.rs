@@ -7,7 +7,10 @@
 //! and every link's query through `serde_urlencoded`. Links are relative (`?…`), so the page
 //! also works behind a proxy that serves it under a path prefix.
 
-use std::fmt::{self, Write};
+use std::{
+    fmt::{self, Write},
+    sync::LazyLock,
+};
 
 use axum::{
     http::{StatusCode, header},
@@ -182,6 +185,8 @@ pub fn response(params: &Params, answer: &Result<Page, ApiError>, now: Timestamp
     let headers = [
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
         (header::CACHE_CONTROL, "no-store"),
+        (header::CONTENT_SECURITY_POLICY, CSP.as_str()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     ];
     (status, headers, render(params, &outcome, now)).into_response()
 }
@@ -208,6 +213,7 @@ fn write_page(
         out,
         "<!doctype html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n\
          <meta name=viewport content=\"width=device-width, initial-scale=1\">\n\
+         <link rel=icon href=\"data:,\">\n\
          <title>{}Kubernetes events</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
          <header><h1><a href=\"./\">Kubernetes events</a></h1></header>\n<main>\n",
         match outcome {
@@ -235,7 +241,7 @@ fn write_page(
     write!(
         out,
         "</main>\n<script>{}</script>\n</body>\n</html>\n",
-        script()
+        *SCRIPT_TEXT
     )
 }
 
@@ -394,11 +400,48 @@ fn write_row(out: &mut String, e: &Event, now: Timestamp) -> fmt::Result {
     )
 }
 
-/// The script: live relative times, a refresh of the first page that swaps in the new rows
-/// (keeping the filters, the form's state and the scroll position), and forms that leave empty
-/// fields out of the URL. Without it the page is complete, only static.
-fn script() -> String {
-    SCRIPT.replace("REFRESH_MS", &(REFRESH_SECS * 1000).to_string())
+/// The script as served: live relative times, a refresh of the first page that swaps in the
+/// new rows (keeping the filters, the form's state and the scroll position), and forms that
+/// leave empty fields out of the URL. Without it the page is complete, only static.
+static SCRIPT_TEXT: LazyLock<String> =
+    LazyLock::new(|| SCRIPT.replace("REFRESH_MS", &(REFRESH_SECS * 1000).to_string()));
+
+/// The page's Content-Security-Policy: only its own inline script and style apply (by hash),
+/// so markup that slipped past escaping could neither run nor load anything; fetches and forms
+/// stay on this origin, and no other site may frame the page.
+pub static CSP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'self'; \
+         img-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        csp_hash(&SCRIPT_TEXT),
+        csp_hash(CSS)
+    )
+});
+
+/// A CSP source expression for an inline element's text: `sha256-<base64>`.
+fn csp_hash(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    format!("sha256-{}", base64(digest.as_ref()))
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(DIGITS[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 const SCRIPT: &str = r"
@@ -464,7 +507,8 @@ overflow-wrap:anywhere}
 .pager{display:flex;gap:1.5rem;margin:1rem 0}
 .live{display:none}.js .live{display:inline}
 @media(max-width:600px){body{padding:.5rem}input,select{width:9rem}
-thead{position:absolute;left:-9999px}table,tbody,tr,td{display:block}
+thead{position:absolute;left:-9999px}table,caption,tbody,tr,td{display:block}
+tr.w{box-shadow:inset 4px 0 var(--warnb)}tr.w td:first-child{box-shadow:none}
 tr{border-bottom:2px solid var(--line);padding:.3rem 0}td{border:0;padding:.1rem .4rem}
 .m{min-width:0}.n{text-align:left}
 tbody tr:not(.none) td::before{color:var(--mute);font-size:.8rem}
@@ -485,6 +529,17 @@ mod tests {
             "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
         );
         assert_eq!(Esc("plain é").to_string(), "plain é");
+    }
+
+    #[test]
+    fn csp_hashes_are_base64_sha256() {
+        assert_eq!(base64(b"hello world"), "aGVsbG8gd29ybGQ=");
+        assert_eq!(base64(b"hi"), "aGk=");
+        assert_eq!(
+            csp_hash(""),
+            "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+        assert!(CSP.contains(&csp_hash(&SCRIPT_TEXT)));
     }
 
     #[test]

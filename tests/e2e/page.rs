@@ -176,6 +176,17 @@ async fn the_page_filters_by_every_field_pages_and_links_to_each_object() {
     wait_shown(&browser, "every event, newest first", &expected(|_| true)).await;
     let warnings = browser.find_all("tbody tr.w").await;
     assert_eq!(warnings.len(), 6, "Warning rows stand out");
+    // The page's CSP admits its own script and style, by hash: both apply.
+    assert_eq!(
+        browser
+            .execute(
+                "return [document.documentElement.className, \
+                 getComputedStyle(document.querySelector('tr.w')).backgroundColor \
+                 !== getComputedStyle(document.querySelector('tr:not(.w)')).backgroundColor]"
+            )
+            .await,
+        serde_json::json!(["js", true])
+    );
     assert_eq!(
         browser
             .text(&browser.find("tbody tr.w td:nth-child(2)").await)
@@ -332,8 +343,8 @@ async fn without_javascript_the_table_renders_and_filters_and_bad_queries_explai
         "the page's script did not run"
     );
 
-    browser.fill("#f-namespace", "payments").await;
-    browser.click("button[type=submit]").await;
+    // Typed and submitted with Enter, as from a keyboard.
+    browser.fill("#f-namespace", "payments\u{E007}").await;
     // A plain form sends every field; the empty ones are no filter.
     let url = wait_url(&browser, "&limit=").await;
     assert!(url.contains("/?namespace=payments&kind=&name="), "{url}");
@@ -354,6 +365,13 @@ async fn without_javascript_the_table_renders_and_filters_and_bad_queries_explai
         .await
         .expect("GET");
     assert_eq!(response.status(), 400);
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        csp.starts_with("default-src 'none'; script-src 'sha256-"),
+        "{csp}"
+    );
     browser.goto(&exporter.url(&format!("/{query}"))).await;
     let error = browser.text(&browser.find("[role=alert]").await).await;
     assert!(
@@ -420,5 +438,30 @@ async fn an_alerts_generator_url_opens_the_page_filtered_to_its_object() {
         let input = browser.find(&format!("#f-{field}")).await;
         assert_eq!(browser.property(&input, "value").await, want);
     }
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_each_row_is_a_labelled_block_and_nothing_scrolls_sideways() {
+    let (_fake, _dir, exporter) = archived(&morning(), &[]).await;
+    let browser = Browser::start(true, 390, 844).await;
+    browser.goto(&exporter.url("/")).await;
+    wait_shown(&browser, "every event", &expected(|_| true)).await;
+    let layout = browser
+        .execute(
+            "const td = document.querySelector('tbody td:nth-child(5)'); \
+             return [window.innerWidth, document.documentElement.scrollWidth, \
+                     getComputedStyle(td).display, getComputedStyle(td, '::before').content];",
+        )
+        .await;
+    let width = layout[0].as_u64().expect("width");
+    assert!(width <= 600, "a phone-sized viewport: {layout}");
+    assert!(
+        layout[1].as_u64().expect("scroll width") <= width,
+        "no sideways scrolling: {layout}"
+    );
+    assert_eq!(layout[2], "block", "{layout}");
+    assert_eq!(layout[3], "\"Reason: \"", "{layout}");
+    browser.screenshot(&artifact("page-phone.png")).await;
     browser.quit().await;
 }
