@@ -815,7 +815,7 @@ async fn the_page_lists_events_newest_first_in_an_accessible_table() {
     let warning = events[0].clone();
     assert!(body.contains("<tr class=w>"), "the Warning row stands out");
     assert!(
-        body.contains("<strong>⚠ Warning</strong>"),
+        body.contains("<strong><span aria-hidden=true>⚠ </span>Warning</strong>"),
         "with a text marker"
     );
     assert_eq!(body.matches("<tr class=w>").count(), 1);

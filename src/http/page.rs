@@ -349,12 +349,16 @@ fn write_table(out: &mut String, params: &Params, page: &Page, now: Timestamp) -
     out.push_str("</tbody>\n</table>\n<nav class=pager aria-label=Pages>");
     let at_cursor = !params.get("cursor").is_empty();
     if at_cursor {
-        write!(out, "<a href=\"{}\">↖ Newest</a>", Esc(&params.link(None)))?;
+        write!(
+            out,
+            "<a href=\"{}\"><span aria-hidden=true>↖ </span>Newest</a>",
+            Esc(&params.link(None))
+        )?;
     }
     if let Some(next) = &page.next_cursor {
         write!(
             out,
-            "<a href=\"{}\" rel=next>Next page →</a>",
+            "<a href=\"{}\" rel=next>Next page<span aria-hidden=true> →</span></a>",
             Esc(&params.link(Some(&next.encode())))
         )?;
     }
@@ -372,7 +376,7 @@ fn write_row(out: &mut String, e: &Event, now: Timestamp) -> fmt::Result {
         ago(e.last_seen, now)
     )?;
     if warning {
-        out.push_str("<td><strong>⚠ Warning</strong></td>");
+        out.push_str("<td><strong><span aria-hidden=true>⚠ </span>Warning</strong></td>");
     } else {
         out.push_str("<td>Normal</td>");
     }
