@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh Debian machine: installs what the tests need (Prometheus with
-# promtool, Alertmanager), then formatting, lints, unit tests and the end-to-end suite.
+# promtool, Alertmanager, chromium with chromedriver), then formatting, lints, unit tests and
+# the end-to-end suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -13,6 +14,9 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 # kubectl checks the fake API server's fidelity; Debian packages it as kubernetes-client.
 command -v kubectl >/dev/null || missing+=(kubernetes-client)
+# The history page is tested in a real browser: headless chromium through chromedriver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} from Debian."
   # Keep apt from starting the daemons on their default ports.

@@ -19,7 +19,7 @@
 //! ```text
 //! app                         wiring, tasks, shutdown
 //! config                      flags → one validated Config of each stage's settings
-//! http                        routes, the API's JSON and table renderings (reads only)
+//! http                        routes, the API's JSON and table renderings, the page (reads only)
 //! pipeline                    ledger, occurrences, fan-out to the consumers
 //! alerting                    alerts, delivery queues
 //! archive                     redb records, batches, queries, limits

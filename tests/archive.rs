@@ -1,6 +1,7 @@
 //! The archive through its public API: 100k records queried against a brute-force model,
-//! updates in place, retention with a plateauing file, the size cap, and the HTTP query API's
-//! validation (including random query strings).
+//! updates in place, retention with a plateauing file, the size cap, the HTTP query API's
+//! validation (including random query strings), and the history page's rendering: its table,
+//! escaping, errors, paging and weight.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -740,4 +741,265 @@ async fn json_and_table_pages_carry_the_spec_fields() {
         );
         assert_eq!(row.last(), Some(&e.count.to_string().as_str()));
     }
+}
+
+/// The `<tbody>` of a history page.
+fn tbody(html: &str) -> &str {
+    let start = html.find("<tbody>").expect("a table body");
+    let end = html.find("</tbody>").expect("a closed table body");
+    &html[start..end]
+}
+
+/// The `value` of the page's input named `name`, still HTML-escaped.
+fn input_value<'a>(html: &'a str, name: &str) -> &'a str {
+    let at = html
+        .find(&format!("name={name} "))
+        .unwrap_or_else(|| panic!("an input named {name}"));
+    let rest = &html[at..];
+    let start = rest.find("value=\"").expect("a value") + "value=\"".len();
+    let len = rest[start..].find('"').expect("a closed value");
+    &rest[start..start + len]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_lists_events_newest_first_in_an_accessible_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    let now = Timestamp::now().round(jiff::Unit::Second).expect("round");
+    // 10: a Warning, 5½ minutes ago; 11 and 12: Normal, later.
+    let mut events: Vec<Event> = (10..13)
+        .map(|i| event(i, now - Duration::from_secs(330 - 60 * (i - 10))))
+        .collect();
+    events[2].message = "line one\nline two".into();
+    commit_all(&archive, &events);
+    let app = app(archive);
+
+    let r = get(&app, "/", Some("text/html")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let html = &r.body;
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.contains("<meta name=viewport"));
+    assert!(html.contains("<caption>3 events archived, newest first"));
+    for column in [
+        "Last seen",
+        "Type",
+        "Namespace",
+        "Object",
+        "Reason",
+        "Message",
+    ] {
+        assert!(
+            html.contains(&format!("<th scope=col>{column}</th>")),
+            "{column}"
+        );
+    }
+    // Every form control has a label.
+    for id in html
+        .split(" id=")
+        .skip(1)
+        .map(|s| s.split([' ', '>']).next().expect("an id").trim_matches('"'))
+    {
+        if id.starts_with("f-") && id != "f-ago" {
+            assert!(
+                html.contains(&format!("<label for={id}>")),
+                "{id} unlabelled"
+            );
+        }
+    }
+    let body = tbody(html);
+    let positions: Vec<usize> = [12, 11, 10]
+        .iter()
+        .map(|i| body.find(&format!("obj-{i}<")).expect("a row per event"))
+        .collect();
+    assert!(positions.is_sorted(), "newest first: {body}");
+    let warning = events[0].clone();
+    assert!(body.contains("<tr class=w>"), "the Warning row stands out");
+    assert!(
+        body.contains("<strong><span aria-hidden=true>⚠ </span>Warning</strong>"),
+        "with a text marker"
+    );
+    assert_eq!(body.matches("<tr class=w>").count(), 1);
+    let when = warning.last_seen.to_string();
+    assert!(
+        body.contains(&format!(
+            "<time datetime=\"{when}\" title=\"{when}\">5 min ago</time>"
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "<a href=\"?namespace={ns}&amp;kind=Deployment&amp;name=obj-10\">Deployment/obj-10</a>",
+            ns = warning.namespace
+        )),
+        "each row links to its object: {body}"
+    );
+    assert!(body.contains("<td class=m>line one\nline two</td>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_escapes_every_user_string() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    let mut e = event(1, base());
+    let nasty = r#"<script>alert("x")</script> & 'quoted' <img src=x onerror=alert(1)>"#;
+    e.message = nasty.into();
+    e.reason = nasty.into();
+    e.regarding.kind = "<b>Kind</b>".into();
+    e.regarding.name = "a\"name'<".into();
+    commit_all(&archive, &[e]);
+    let app = app(archive);
+    let escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;quoted&#39; &lt;img src=x onerror=alert(1)&gt;";
+
+    let html = get(&app, "/", None).await.body;
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "only the page's own script"
+    );
+    assert!(!html.contains("<img") && !html.contains("<b>"));
+    let body = tbody(&html);
+    assert_eq!(
+        body.matches(escaped).count(),
+        2,
+        "reason and message: {body}"
+    );
+    assert!(body.contains("&lt;b&gt;Kind&lt;/b&gt;/a&quot;name&#39;&lt;</a>"));
+    assert!(body.contains("name=a%22name%27%3C\""), "{body}");
+
+    // What a user typed comes back in the form, escaped, next to the API's message.
+    let r = get(
+        &app,
+        "/?namespace=%22%3E%3Cscript%3Ealert(1)%3C/script%3E&type=%3Cscript%3E",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body.matches("<script").count(), 1, "{}", r.body);
+    assert_eq!(
+        input_value(&r.body, "namespace"),
+        "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
+    );
+    assert!(
+        r.body
+            .contains("type must be Normal or Warning, not `&lt;script&gt;`"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("<option selected>&lt;script&gt;</option>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_answers_bad_queries_like_the_api_and_ignores_empty_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a.redb");
+    let archive = Archive::open(&path).expect("open");
+    commit_all(
+        &archive,
+        &(0..10)
+            .map(|i| event(i, base() + Duration::from_secs(i)))
+            .collect::<Vec<_>>(),
+    );
+    let app = app(archive.clone());
+    for query in [
+        "limit=ten",
+        "since=yesterday",
+        "since=1h&until=2h",
+        "cursor=abc",
+        "reason=BackOff&reason=Pulled",
+        "format=xml",
+    ] {
+        let api = get(&app, &format!("/api/v1/events?{query}"), None).await;
+        let page = get(&app, &format!("/?{query}"), None).await;
+        assert_eq!((api.status, page.status), (400, 400), "{query}");
+        let message = api.json()["error"].as_str().expect("error").to_owned();
+        let shown = message.replace('\'', "&#39;");
+        assert!(
+            page.body.contains("role=alert") && page.body.contains(&shown),
+            "{query}: {}",
+            page.body
+        );
+        assert!(
+            !page.body.contains("<table>"),
+            "no table for a refused query"
+        );
+    }
+    assert_eq!(
+        input_value(&get(&app, "/?limit=ten", None).await.body, "limit"),
+        "ten"
+    );
+
+    // A plain form submits every field: empty ones are no filter.
+    let r = get(
+        &app,
+        "/?namespace=&kind=&name=&reason=&type=&since=&until=&limit=",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(tbody(&r.body).matches("<tr").count(), 10);
+
+    // The archive being reopened after an I/O error: a 503, like the API.
+    std::fs::remove_file(&path).expect("remove");
+    std::fs::create_dir(&path).expect("a directory where the file was");
+    archive.reopen().expect_err("a directory is not an archive");
+    let api = get(&app, "/api/v1/events", None).await;
+    let page = get(&app, "/", None).await;
+    assert_eq!((api.status, page.status), (503, 503));
+    assert!(page.body.contains("The archive cannot answer now"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_pages_with_the_apis_cursor_and_keeps_its_filters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    let events: Vec<Event> = (0..25)
+        .map(|i| event(i, base() + Duration::from_secs(i)))
+        .collect();
+    commit_all(&archive, &events);
+    let app = app(archive);
+    // ns-0 and ns-1 hold 0, 20, 1, 21; type=Normal leaves 1 and 21 of ns-1.
+    let mut url = "/?namespace=ns-1&type=Normal&limit=1".to_owned();
+    let mut seen = Vec::new();
+    for page in 0.. {
+        let html = get(&app, &url, None).await.body;
+        let body = tbody(&html);
+        seen.extend(
+            events
+                .iter()
+                .filter(|e| body.contains(&format!(">{}<", e.message)))
+                .map(|e| e.uid.clone()),
+        );
+        assert_eq!(html.contains("Newest</a>"), page > 0, "{html}");
+        let Some(at) = html.find("\" rel=next>") else {
+            break;
+        };
+        let start = html[..at].rfind("href=\"").expect("href") + "href=\"".len();
+        let next = html[start..at].replace("&amp;", "&");
+        assert!(
+            next.starts_with("?namespace=ns-1&type=Normal&limit=1&cursor="),
+            "{next}"
+        );
+        url = format!("/{next}");
+    }
+    assert_eq!(seen, ["uid-00000021", "uid-00000001"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_a_hundred_typical_events_weighs_under_60_kb() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    let events: Vec<Event> = (0..100)
+        .map(|i| {
+            let mut e = event(i, base() + Duration::from_secs(i));
+            e.regarding.name = format!("api-7f9c5d{i:02}-x2b4q");
+            e.message = format!(
+                "Back-off restarting failed container api in pod api-7f9c5d{i:02}-x2b4q_shop(3eb13b90-4668-4257-bdd6-40fb06671ad1)"
+            );
+            e
+        })
+        .collect();
+    commit_all(&archive, &events);
+    let html = get(&app(archive), "/", None).await.body;
+    assert_eq!(tbody(&html).matches("<tr").count(), 100);
+    assert!(html.len() <= 60_000, "{} bytes", html.len());
 }

@@ -1,4 +1,5 @@
-//! Measurement 4: the archive alone: insert, disk per record, query latency.
+//! Measurement 4: the archive alone: insert, disk per record, query latency; and the history
+//! page of the newest 100 records: render time and weight.
 
 use std::{
     collections::BTreeMap,
@@ -9,6 +10,7 @@ use jiff::Timestamp;
 use kube_event_exporter::{
     archive::{Archive, Batch, query::Query},
     event::Event,
+    http::page::{self, Outcome, Params},
     source::wire::{self, Shape},
 };
 
@@ -120,5 +122,30 @@ pub fn archive_queries() -> BTreeMap<&'static str, f64> {
         out.insert(leak(format!("{k}_p50_ms")), p50);
         out.insert(leak(format!("{k}_p99_ms")), p99);
     }
+    // `GET /` without filters: the newest 100 records as the page renders them (the query is
+    // measured above).
+    let newest = archive
+        .query(&Query::parse(&[], Timestamp::now()).expect("query"))
+        .expect("query");
+    assert_eq!(newest.items.len(), 100);
+    let now = Timestamp::now();
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..500 {
+        let t = Instant::now();
+        let html = page::render(&Params::default(), &Outcome::Page(&newest), now);
+        times.push(t.elapsed());
+        bytes = html.len();
+    }
+    times.sort();
+    out.insert(
+        "page_render_p50_ms",
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+    );
+    out.insert(
+        "page_render_p99_ms",
+        percentile(&times, 0.99).as_secs_f64() * 1e3,
+    );
+    out.insert("page_bytes", bytes as f64);
     out
 }

@@ -40,7 +40,10 @@ const MEASUREMENTS: [(&str, &str); 11] = [
         "restart",
         "3. restart on a full archive (ledger from the records, no list)",
     ),
-    ("archive", "4. archive: insert, disk, queries (100 rows)"),
+    (
+        "archive",
+        "4. archive: insert, disk, queries (100 rows), the page of 100 rows",
+    ),
     ("alerts", "5. alert latency: watch → Alertmanager → webhook"),
     ("churn", "6. memory under churn (2 simulated hours)"),
     (

@@ -46,7 +46,8 @@ pub struct AlertSettings {
     pub resend_interval: Duration,
     /// `--alert-label`s, on every alert.
     pub static_labels: BTreeMap<String, String>,
-    /// Base of `generatorURL`.
+    /// How users reach the exporter: `generatorURL` is its history page at `/`, filtered to
+    /// the alert's object.
     pub external_url: String,
 }
 
@@ -194,7 +195,7 @@ impl Alerting {
             labels.insert(k.to_owned(), label_value(v));
         }
         let generator_url = format!(
-            "{}/api/v1/events?namespace={}&kind={}&name={}",
+            "{}/?namespace={}&kind={}&name={}",
             self.settings.external_url.trim_end_matches('/'),
             encode_param(&e.namespace),
             encode_param(&e.regarding.kind),
@@ -402,7 +403,7 @@ mod tests {
         assert_eq!(alert.ends_at, now + Duration::from_secs(900));
         assert_eq!(
             &*alert.generator_url,
-            "http://kee.example:9102/api/v1/events?namespace=shop&kind=Pod&name=api-1"
+            "http://kee.example:9102/?namespace=shop&kind=Pod&name=api-1"
         );
     }
 

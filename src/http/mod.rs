@@ -1,7 +1,8 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the archive API `/api/v1/events`
-//! (JSON, or a kubectl-style [`table`]). It only reads shared state. The [`server`] bounds what
-//! clients can hold: connections, time and memory.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, the archive API `/api/v1/events`
+//! (JSON, or a kubectl-style [`table`]) and the history [`page`] at `/`. It only reads shared
+//! state. The [`server`] bounds what clients can hold: connections, time and memory.
 
+pub mod page;
 pub mod server;
 pub mod table;
 
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/events", get(events))
+        .route("/", get(history))
         .layer(axum::middleware::from_fn(server::time_limit))
         .with_state(state)
 }
@@ -64,9 +66,10 @@ struct ErrorBody {
     error: String,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl ApiError {
+    /// The status to answer with. A real internal failure is logged here, once per answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             // Reopening after an I/O error: try again shortly.
             Self::ArchiveFailed(ArchiveError::Closed | ArchiveError::Busy) => {
@@ -76,7 +79,13 @@ impl IntoResponse for ApiError {
                 error!(error = %e, "Archive query failed.");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
         (
             status,
             Json(ErrorBody {
@@ -144,11 +153,18 @@ struct PageBody<'a> {
     next_cursor: Option<String>,
 }
 
-/// Parses the raw query string; malformed escapes decode lossily, like every Go server.
-fn parse_query(raw: Option<&str>, now: Timestamp) -> Result<Query, InvalidQuery> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
-        .map_err(|e| InvalidQuery(format!("query string is not form-encoded: {e}")))?;
-    Query::parse(&pairs, now)
+/// Decodes the raw query string; malformed escapes decode lossily, like every Go server.
+fn form_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, InvalidQuery> {
+    serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| InvalidQuery(format!("query string is not form-encoded: {e}")))
+}
+
+/// Runs `q` on the archive off the async threads (redb reads block).
+async fn run_query(archive: &Archive, q: Query) -> Result<Page, ApiError> {
+    let archive = archive.clone();
+    Ok(tokio::task::spawn_blocking(move || archive.query(&q))
+        .await
+        .map_err(ArchiveError::from)??)
 }
 
 async fn events(
@@ -157,7 +173,7 @@ async fn events(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let now = Timestamp::now();
-    let mut q = parse_query(raw.as_deref(), now)?;
+    let mut q = Query::parse(&form_pairs(raw.as_deref())?, now)?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -165,13 +181,10 @@ async fn events(
     if accept.starts_with("text/plain") {
         q.table = true;
     }
-    let archive = state.archive.clone();
-    let q2 = q.clone();
-    let page: Page = tokio::task::spawn_blocking(move || archive.query(&q2))
-        .await
-        .map_err(ArchiveError::from)??;
-    if q.table {
-        let text = table::table(&page, q.namespace.is_none(), now);
+    let (table, namespace_is_none) = (q.table, q.namespace.is_none());
+    let page = run_query(&state.archive, q).await?;
+    if table {
+        let text = table::table(&page, namespace_is_none, now);
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
     }
     let body = PageBody {
@@ -179,6 +192,25 @@ async fn events(
         next_cursor: page.next_cursor.as_ref().map(Cursor::encode),
     };
     Ok(Json(body).into_response())
+}
+
+/// The history page: the API's parameters (an empty one is no filter), rendered as HTML with
+/// the API's status codes; a refused query shows its message next to the form.
+async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let now = Timestamp::now();
+    let (params, query) = match form_pairs(raw.as_deref()) {
+        Ok(pairs) => {
+            let params = page::Params::new(pairs);
+            let query = params.query(now);
+            (params, query)
+        }
+        Err(e) => (page::Params::default(), Err(e)),
+    };
+    let answer = match query {
+        Ok(q) => run_query(&state.archive, q).await,
+        Err(e) => Err(e.into()),
+    };
+    page::response(&params, &answer, now)
 }
 
 /// OpenMetrics unless the client asks for the classic text format and not for OpenMetrics.

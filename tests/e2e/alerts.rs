@@ -157,7 +157,7 @@ async fn routes_deliver_each_alert_to_its_receiver_and_repeats_update_one_alert(
     );
     assert_eq!(
         a["generatorURL"],
-        "http://kee.test:9102/api/v1/events?namespace=shop&kind=Pod&name=api-1"
+        "http://kee.test:9102/?namespace=shop&kind=Pod&name=api-1"
     );
     assert_eq!(
         (

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary as a process against the fake API server, kubectl,
-//! Prometheus, promtool and Alertmanager. One test binary, so the suite links once. Checks that
-//! start no exporter live elsewhere (`tests/kit.rs` for the operator's kit files).
+//! Prometheus, promtool, Alertmanager and a headless chromium. One test binary, so the suite
+//! links once. Checks that start no exporter live elsewhere (`tests/kit.rs` for the operator's
+//! kit files).
 
 // Counter samples are integers, exact in f64: comparing them exactly is right.
 #![allow(clippy::float_cmp)]
@@ -16,5 +17,6 @@ mod cli;
 mod faults;
 mod history;
 mod kit;
+mod page;
 mod replay;
 mod watch;

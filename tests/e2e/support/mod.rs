@@ -1,11 +1,12 @@
 //! Test support: the real exporter binary as a child process, a real Prometheus, the fake API
-//! server, Alertmanager, the operator's kit files, and two ways to wait without sleeping:
+//! server, Alertmanager, a headless chromium, the operator's kit files, and two ways to wait without sleeping:
 //! [`wait_for`] polls for a condition with a deadline, and [`barrier`] makes "this did not
 //! happen" checkable by waiting for a later event to come through.
 
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod browser;
 pub mod fake_apiserver;
 pub mod operator_kit;
 
