@@ -99,7 +99,10 @@ impl Parts {
     /// pipeline to its consumers. `streams` sources report `Synced` before the exporter is
     /// ready.
     pub fn build(config: &Config, archive: Archive, streams: usize) -> Result<Self, StartError> {
-        let metrics = Arc::new(Metrics::with_max_series(config.metrics_max_series));
+        let metrics = Arc::new(Metrics::with_event_series(
+            config.metrics_max_series,
+            config.metrics_workload_labels,
+        ));
         let health = Arc::new(Health::new(config.health_failure_threshold));
         let now = jiff::Timestamp::now();
         let since = now.checked_sub(config.ledger_ttl).map_or(0, micros);

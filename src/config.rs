@@ -224,6 +224,11 @@ pub struct Args {
     )]
     pub metrics_max_series: NonZeroU32,
 
+    /// Label kube_events_total with the events' workloads too (`workload_kind`, `workload`):
+    /// one series per workload, namespace, kind, reason and type.
+    #[arg(long, env = "KEE_METRICS_WORKLOAD_LABELS")]
+    pub metrics_workload_labels: bool,
+
     /// YAML file with rules (drop events, choose and shape alerts) and archive limits.
     #[arg(long, env = "KEE_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -254,6 +259,8 @@ pub struct Config {
     pub ledger_ttl: Duration,
     /// The cap on `kube_events_total`'s label sets.
     pub metrics_max_series: usize,
+    /// `kube_events_total` gets `workload_kind` and `workload` labels.
+    pub metrics_workload_labels: bool,
     pub archive: ArchiveConfig,
     /// `None`: forwarding off.
     pub alerting: Option<AlertSettings>,
@@ -316,6 +323,7 @@ impl TryFrom<Args> for Config {
             health_failure_threshold: args.health_failure_threshold.0,
             ledger_ttl: args.ledger_ttl.0,
             metrics_max_series: args.metrics_max_series.get() as usize,
+            metrics_workload_labels: args.metrics_workload_labels,
             archive,
             alerting,
             rules,

@@ -22,6 +22,21 @@ pub struct ObjectRef {
     pub field_path: String,
 }
 
+/// The top-level owner of an event's object, found by following controller `ownerReferences`
+/// (Pod → ReplicaSet → Deployment, Pod → Job → CronJob, Pod → StatefulSet, …). An object with no
+/// controller is its own workload. Empty while not known.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Workload {
+    pub kind: String,
+    pub name: String,
+}
+
+impl Workload {
+    pub fn is_known(&self) -> bool {
+        !self.kind.is_empty()
+    }
+}
+
 /// One Kubernetes Event object, as seen at one resourceVersion.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -46,6 +61,8 @@ pub struct Event {
     pub host: String,
     pub reporting_instance: String,
     pub action: String,
+    /// The involved object's workload; empty while not known.
+    pub workload: Workload,
 }
 
 impl Event {

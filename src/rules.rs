@@ -364,6 +364,7 @@ mod tests {
             host: String::new(),
             reporting_instance: String::new(),
             action: String::new(),
+            workload: crate::event::Workload::default(),
         }
     }
 

@@ -69,6 +69,7 @@ fn event(i: u64, last_seen: Timestamp) -> Event {
         host: format!("node-{}", i % 5),
         reporting_instance: String::new(),
         action: String::new(),
+        workload: kube_event_exporter::event::Workload::default(),
     }
 }
 

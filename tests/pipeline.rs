@@ -52,6 +52,7 @@ fn event(uid: &str, namespace: &str, reason: &str, type_: EventType, count: u64)
         host: "node-1".into(),
         reporting_instance: String::new(),
         action: String::new(),
+        workload: kube_event_exporter::event::Workload::default(),
     }
 }
 

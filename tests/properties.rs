@@ -573,6 +573,7 @@ fn build(d: &Draw, shape: Shape, observed: Timestamp) -> (Value, Event) {
         host,
         reporting_instance: d.reporting_instance.clone(),
         action: d.action.clone(),
+        workload: kube_event_exporter::event::Workload::default(),
     };
     (o.into(), event)
 }
@@ -1106,6 +1107,7 @@ prop_compose! {
             host: next(),
             reporting_instance: String::new(),
             action: String::new(),
+            workload: kube_event_exporter::event::Workload::default(),
         }
     }
 }
@@ -1153,12 +1155,14 @@ fn check_record_bytes(bytes: &[u8]) -> Result<(), TestCaseError> {
 // ---------------------------------------------------------------------------------------------
 // Queries and cursors
 
-const PARAMS: [&str; 10] = [
+const PARAMS: [&str; 12] = [
     "namespace",
     "kind",
     "name",
     "reason",
     "type",
+    "workload_kind",
+    "workload",
     "since",
     "until",
     "limit",
@@ -1282,7 +1286,7 @@ fn filter_value() -> impl Strategy<Value = String> {
 
 #[derive(Clone, Debug)]
 struct QueryDraw {
-    filters: [Option<String>; 4],
+    filters: [Option<String>; 6],
     type_: Option<EventType>,
     since: Option<Bound>,
     until: Option<Bound>,
@@ -1296,6 +1300,7 @@ struct QueryDraw {
 prop_compose! {
     fn query_draw()(
         filters in [option::of(filter_value()), option::of(filter_value()),
+                    option::of(filter_value()), option::of(filter_value()),
                     option::of(filter_value()), option::of(filter_value())],
         type_ in option::of(prop_oneof![Just(EventType::Normal), Just(EventType::Warning)]),
         since in option::of(bound()),
@@ -1345,7 +1350,7 @@ proptest! {
 
     #[test]
     fn a_query_gives_back_its_parameters(q in query_draw(), now in time()) {
-        let [namespace, kind, name, reason] = q.filters.clone();
+        let [namespace, kind, name, reason, workload_kind, workload] = q.filters.clone();
         let since = q.since.as_ref().map(|b| spell_bound(b, now));
         let until = q.until.as_ref().map(|b| spell_bound(b, now));
         let want = Query {
@@ -1354,6 +1359,8 @@ proptest! {
             name: name.clone(),
             reason: reason.clone(),
             type_: q.type_,
+            workload_kind: workload_kind.clone(),
+            workload: workload.clone(),
             since: since.as_ref().map(|(_, us)| *us),
             until: until.as_ref().map(|(_, us)| *us),
             limit: q.limit.unwrap_or(kube_event_exporter::archive::query::DEFAULT_LIMIT),
@@ -1366,6 +1373,8 @@ proptest! {
             ("name", name),
             ("reason", reason),
             ("type", q.type_.map(|t| t.to_string())),
+            ("workload_kind", workload_kind),
+            ("workload", workload),
             ("since", since.map(|(text, _)| text)),
             ("until", until.map(|(text, _)| text)),
             ("limit", q.limit.map(|l| l.to_string())),
@@ -1634,6 +1643,7 @@ prop_compose! {
             host: String::new(),
             reporting_instance: String::new(),
             action: String::new(),
+            workload: kube_event_exporter::event::Workload::default(),
         }
     }
 }
@@ -1806,6 +1816,7 @@ fn check_rules_text(text: &str) -> Result<(), TestCaseError> {
                 host: String::new(),
                 reporting_instance: String::new(),
                 action: String::new(),
+                workload: kube_event_exporter::event::Workload::default(),
             };
             let _ = rules.decide(&e);
         }

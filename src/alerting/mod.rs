@@ -194,6 +194,11 @@ impl Alerting {
         for (k, v) in identity {
             labels.insert(k.to_owned(), label_value(v));
         }
+        // An object's workload never changes, so these keep the alert's identity.
+        if e.workload.is_known() {
+            labels.insert("workload_kind".to_owned(), label_value(&e.workload.kind));
+            labels.insert("workload".to_owned(), label_value(&e.workload.name));
+        }
         let generator_url = format!(
             "{}/?namespace={}&kind={}&name={}",
             self.settings.external_url.trim_end_matches('/'),
@@ -354,6 +359,7 @@ mod tests {
             host: "node-1".into(),
             reporting_instance: String::new(),
             action: String::new(),
+            workload: crate::event::Workload::default(),
         }
     }
 

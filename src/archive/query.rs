@@ -42,6 +42,9 @@ pub struct Query {
     pub name: Option<String>,
     pub reason: Option<String>,
     pub type_: Option<EventType>,
+    /// The involved object's workload (exact match).
+    pub workload_kind: Option<String>,
+    pub workload: Option<String>,
     /// Inclusive bounds on the last occurrence, in µs.
     pub since: Option<u64>,
     pub until: Option<u64>,
@@ -117,6 +120,8 @@ impl Query {
                 "name",
                 "reason",
                 "type",
+                "workload_kind",
+                "workload",
                 "since",
                 "until",
                 "limit",
@@ -153,6 +158,8 @@ impl Query {
                 "kind" => q.kind = text()?,
                 "name" => q.name = text()?,
                 "reason" => q.reason = text()?,
+                "workload_kind" => q.workload_kind = text()?,
+                "workload" => q.workload = text()?,
                 "type" => q.type_ = Some(value.parse().map_err(InvalidQuery)?),
                 "since" => q.since = Some(parse_time("since", value, now)?),
                 "until" => q.until = Some(parse_time("until", value, now)?),
@@ -195,6 +202,8 @@ impl Query {
             && eq(&self.name, &e.regarding.name)
             && eq(&self.reason, &e.reason)
             && self.type_.is_none_or(|t| t == e.type_)
+            && eq(&self.workload_kind, &e.workload.kind)
+            && eq(&self.workload, &e.workload.name)
     }
 }
 
@@ -278,5 +287,31 @@ impl Archive {
             page.items.push(event);
         }
         Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_filters_match_exactly() {
+        let mut e = crate::archive::record::tests::sample();
+        let q = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            Query::parse(&pairs, Timestamp::now()).unwrap()
+        };
+        assert!(q(&[("workload", "api"), ("workload_kind", "Deployment")]).matches(&e));
+        assert!(!q(&[("workload", "ap")]).matches(&e));
+        assert!(!q(&[("workload_kind", "StatefulSet")]).matches(&e));
+        e.workload = crate::event::Workload::default();
+        assert!(
+            !q(&[("workload", "api")]).matches(&e),
+            "unknown is no match"
+        );
+        assert!(Query::parse(&[("workload".into(), String::new())], Timestamp::now()).is_err());
     }
 }

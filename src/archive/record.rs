@@ -2,7 +2,7 @@
 //! length-prefixed strings (the uid first). No field names, no managedFields: a typical event fits in a few
 //! hundred bytes, under the ~950 B at which redb packs four records per page.
 
-use crate::event::{Event, EventType, ObjectRef, from_micros, micros};
+use crate::event::{Event, EventType, ObjectRef, Workload, from_micros, micros};
 
 const VERSION: u8 = 1;
 
@@ -31,7 +31,7 @@ pub fn encode(e: &Event, buf: &mut Vec<u8>) {
     put_varint(buf, micros(e.last_seen));
     put_varint(buf, e.count);
     let r = &e.regarding;
-    let fields: [&str; 17] = [
+    let fields: [&str; 19] = [
         &e.uid,
         &e.namespace,
         &e.name,
@@ -49,6 +49,9 @@ pub fn encode(e: &Event, buf: &mut Vec<u8>) {
         &e.host,
         &e.reporting_instance,
         &e.action,
+        // Added after the first release: a record that ends before them has none.
+        &e.workload.kind,
+        &e.workload.name,
     ];
     for s in fields {
         put_str(buf, s);
@@ -139,6 +142,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CorruptRecord> {
         host: r.string()?,
         reporting_instance: r.string()?,
         action: r.string()?,
+        workload: if r.0.is_empty() {
+            Workload::default()
+        } else {
+            Workload {
+                kind: r.string()?,
+                name: r.string()?,
+            }
+        },
     })
 }
 
@@ -171,7 +182,23 @@ pub(crate) mod tests {
             host: "node-3".into(),
             reporting_instance: "node-3".into(),
             action: String::new(),
+            workload: Workload {
+                kind: "Deployment".into(),
+                name: "api".into(),
+            },
         }
+    }
+
+    /// Records written before workloads existed end after `action`: they decode with none.
+    #[test]
+    fn a_record_without_a_workload_decodes_with_none() {
+        let mut e = sample();
+        let mut buf = Vec::new();
+        encode(&e, &mut buf);
+        // The two trailing fields, each a length byte and its bytes.
+        buf.truncate(buf.len() - (1 + "Deployment".len()) - (1 + "api".len()));
+        e.workload = Workload::default();
+        assert_eq!(decode(&buf).unwrap(), e);
     }
 
     #[test]
@@ -192,7 +219,9 @@ pub(crate) mod tests {
     fn corrupt_bytes_are_errors_not_panics() {
         let mut buf = Vec::new();
         encode(&sample(), &mut buf);
-        for cut in 0..buf.len() {
+        // Cut right before the workload is a record of the first layout: valid.
+        let first_layout = buf.len() - (1 + "Deployment".len()) - (1 + "api".len());
+        for cut in (0..buf.len()).filter(|&c| c != first_layout) {
             assert!(decode(&buf[..cut]).is_err(), "cut at {cut}");
         }
         assert!(decode(&[9, 1, 2]).is_err());

@@ -119,6 +119,9 @@ pub struct Item<'a> {
     pub reporting_instance: &'a str,
     pub action: &'a str,
     pub event_name: &'a str,
+    /// The involved object's workload; empty while not known.
+    pub workload_kind: &'a str,
+    pub workload: &'a str,
 }
 
 impl<'a> From<&'a Event> for Item<'a> {
@@ -143,6 +146,8 @@ impl<'a> From<&'a Event> for Item<'a> {
             reporting_instance: &e.reporting_instance,
             action: &e.action,
             event_name: &e.name,
+            workload_kind: &e.workload.kind,
+            workload: &e.workload.name,
         }
     }
 }

@@ -28,18 +28,20 @@ use crate::{
 /// enough to follow an incident, rarely enough that an open tab costs the archive nothing.
 pub const REFRESH_SECS: u32 = 10;
 
-/// The text filters of the form, in order: parameter, label, placeholder. A `workload` filter
-/// belongs right after `namespace`; it is added here once `/api/v1/events` accepts it.
-const TEXT_FILTERS: [(&str, &str, &str); 4] = [
+/// The text filters of the form, in order: parameter, label, placeholder.
+const TEXT_FILTERS: [(&str, &str, &str); 5] = [
     ("namespace", "Namespace", "all"),
+    ("workload", "Workload", "Deployment, CronJob, … name"),
     ("kind", "Kind", "Pod, Node, …"),
     ("name", "Name", "involved object"),
     ("reason", "Reason", "BackOff, …"),
 ];
 
 /// The parameters the page's links carry over: the filters and the page size, not the cursor.
-const KEPT: [&str; 8] = [
+const KEPT: [&str; 10] = [
     "namespace",
+    "workload_kind",
+    "workload",
     "kind",
     "name",
     "reason",
@@ -395,6 +397,22 @@ fn write_row(out: &mut String, e: &Event, now: Timestamp) -> fmt::Result {
         if name.is_empty() { "" } else { "/" },
         Esc(name)
     )?;
+    let w = &e.workload;
+    if w.is_known() && (w.kind != *kind || w.name != *name) {
+        // The cell's last child: the workload the object belongs to, and its history.
+        out.truncate(out.len() - "</td>".len());
+        write!(
+            out,
+            "<br><small>of <a href=\"{}\">{}/{}</a></small></td>",
+            Esc(&query_link(&[
+                ("namespace", &e.namespace),
+                ("workload_kind", &w.kind),
+                ("workload", &w.name),
+            ])),
+            Esc(&w.kind),
+            Esc(&w.name)
+        )?;
+    }
     writeln!(
         out,
         "<td>{}</td><td class=m>{}</td><td class=n>{}</td></tr>",

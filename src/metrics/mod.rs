@@ -11,7 +11,7 @@ use std::{collections::VecDeque, sync::atomic::AtomicU64};
 
 use jiff::Timestamp;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder, text::encode},
     metrics::{
         counter::Counter,
         family::Family,
@@ -30,12 +30,34 @@ use crate::{
 };
 
 /// Labels of `kube_events_total`. Never the object name, uid or message: the archive has those.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// With `--metrics-workload-labels`, also `workload_kind` and `workload`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct EventLabels {
     pub namespace: String,
     pub kind: String,
     pub reason: String,
     pub r#type: &'static str,
+    /// `(workload_kind, workload)`, only with the workload labels on.
+    pub workload: Option<(String, String)>,
+}
+
+impl EncodeLabelSet for EventLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let base = [
+            ("namespace", self.namespace.as_str()),
+            ("kind", &self.kind),
+            ("reason", &self.reason),
+            ("type", self.r#type),
+        ];
+        for label in base {
+            label.encode(encoder.encode_label())?;
+        }
+        if let Some((kind, name)) = &self.workload {
+            ("workload_kind", kind.as_str()).encode(encoder.encode_label())?;
+            ("workload", name.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
 }
 
 impl EventLabels {
@@ -45,15 +67,18 @@ impl EventLabels {
             kind: OVERFLOW.into(),
             reason: OVERFLOW.into(),
             r#type: OVERFLOW,
+            workload: None,
         }
     }
 
-    pub fn of(event: &Event) -> Self {
+    /// `event`'s labels; with `workload`, its workload's too (empty while not known).
+    pub fn of(event: &Event, workload: bool) -> Self {
         Self {
             namespace: event.namespace.clone(),
             kind: event.regarding.kind.clone(),
             reason: event.reason.clone(),
             r#type: event.type_.as_str(),
+            workload: workload.then(|| (event.workload.kind.clone(), event.workload.name.clone())),
         }
     }
 }
@@ -81,6 +106,7 @@ pub struct EventCounters {
     index: JoinedKeyMap<u32>,
     series: Vec<Counter>,
     max_series: usize,
+    workload_labels: bool,
     /// The index of the `_overflow` series, made on the first overflow.
     overflow: Option<u32>,
     overflowed: Counter,
@@ -98,6 +124,7 @@ impl EventCounters {
             index: JoinedKeyMap::default(),
             series: Vec::new(),
             max_series,
+            workload_labels: metrics.event_series.workload_labels,
             overflow: None,
             overflowed: metrics.event_series.overflowed.clone(),
             series_gauge: metrics.event_series.series.clone(),
@@ -140,11 +167,22 @@ impl EventCounters {
 
     /// The series of `event`'s label set, made if new and the cap allows.
     fn resolve(&mut self, event: &Event) -> u32 {
+        let workload = &event.workload;
         let parts = [
             event.namespace.as_str(),
             &event.regarding.kind,
             &event.reason,
             event.type_.as_str(),
+            if self.workload_labels {
+                &workload.kind
+            } else {
+                ""
+            },
+            if self.workload_labels {
+                &workload.name
+            } else {
+                ""
+            },
         ];
         if let Some(series) = self.index.get_mut(parts) {
             return *series;
@@ -165,7 +203,7 @@ impl EventCounters {
             self.overflow = Some(series);
             return series;
         }
-        let series = self.push(&EventLabels::of(event));
+        let series = self.push(&EventLabels::of(event, self.workload_labels));
         self.index.get_or_insert_with(parts, || series);
         self.series_gauge.set(self.index.len() as i64);
         series
@@ -309,15 +347,17 @@ pub struct Metrics {
 #[derive(Debug)]
 struct EventSeriesMetrics {
     max_series: usize,
+    workload_labels: bool,
     series: Gauge,
     limit: Gauge,
     overflowed: Counter,
 }
 
 impl EventSeriesMetrics {
-    fn register(own: &mut Registry, max_series: usize) -> Self {
+    fn register(own: &mut Registry, max_series: usize, workload_labels: bool) -> Self {
         Self {
             max_series,
+            workload_labels,
             series: register(
                 own,
                 "event_series",
@@ -520,6 +560,12 @@ impl Metrics {
     /// The metrics with at most `max_series` label sets of `kube_events_total` (and one
     /// overflow series).
     pub fn with_max_series(max_series: usize) -> Self {
+        Self::with_event_series(max_series, false)
+    }
+
+    /// The metrics with at most `max_series` label sets of `kube_events_total`, labelled with
+    /// the events' workloads when `workload_labels`.
+    pub fn with_event_series(max_series: usize, workload_labels: bool) -> Self {
         let mut registry = Registry::default();
         let events = register(
             &mut registry,
@@ -570,7 +616,7 @@ impl Metrics {
             "ledger_entries",
             "Event uids whose last count is remembered for occurrence accounting",
         );
-        let event_series = EventSeriesMetrics::register(own, max_series);
+        let event_series = EventSeriesMetrics::register(own, max_series, workload_labels);
         let archive = ArchiveMetrics::register(own);
         let alerting = AlertingMetrics::register(own);
 
@@ -764,6 +810,7 @@ mod tests {
                 kind: "Pod".into(),
                 reason: "BackOff".into(),
                 r#type: "Warning",
+                workload: None,
             })
             .inc_by(4);
         let om = m.encode_openmetrics();
@@ -779,6 +826,70 @@ mod tests {
         assert!(classic.contains(r#"kube_event_exporter_build_info{version=""#));
         assert!(!classic.contains("# EOF"));
         assert!(classic.contains(r#"kube_event_exporter_watch_events_total{type="BOOKMARK"} 0"#));
+    }
+
+    /// With the workload labels on, each workload has its own series (an unknown one is empty);
+    /// off, the four labels only.
+    #[test]
+    fn workload_labels_only_when_asked_for() {
+        use crate::event::{EventType, ObjectRef, Workload};
+        let event = |workload: &str| Event {
+            uid: "u".into(),
+            namespace: "shop".into(),
+            name: "n".into(),
+            resource_version: "1".into(),
+            regarding: ObjectRef {
+                kind: "Pod".into(),
+                ..ObjectRef::default()
+            },
+            reason: "BackOff".into(),
+            type_: EventType::Warning,
+            message: String::new(),
+            count: 1,
+            first_seen: Timestamp::UNIX_EPOCH,
+            last_seen: Timestamp::UNIX_EPOCH,
+            source: String::new(),
+            host: String::new(),
+            reporting_instance: String::new(),
+            action: String::new(),
+            workload: Workload {
+                kind: if workload.is_empty() {
+                    ""
+                } else {
+                    "Deployment"
+                }
+                .into(),
+                name: workload.into(),
+            },
+        };
+        for (on, want) in [
+            (
+                true,
+                [
+                    r#"kube_events_total{namespace="shop",kind="Pod",reason="BackOff",type="Warning",workload_kind="Deployment",workload="api"} 3"#,
+                    r#"kube_events_total{namespace="shop",kind="Pod",reason="BackOff",type="Warning",workload_kind="",workload=""} 4"#,
+                ],
+            ),
+            (
+                false,
+                [
+                    r#"kube_events_total{namespace="shop",kind="Pod",reason="BackOff",type="Warning"} 7"#,
+                    "# EOF",
+                ],
+            ),
+        ] {
+            let m = Metrics::with_event_series(10, on);
+            let mut counters = EventCounters::new(&m);
+            counters.add(&event("api"), 1, 1);
+            counters.add(&event(""), 4, 1);
+            counters.add(&event("api"), 2, 1);
+            counters.expose(|_| true);
+            let text = m.encode_classic();
+            for line in want.iter().filter(|l| l.starts_with("kube")) {
+                assert!(text.contains(line), "{on}: {line} in\n{text}");
+            }
+            assert_eq!(text.contains("workload"), on);
+        }
     }
 
     /// Beyond the cap, new label sets share one `_overflow` series; label sets that have a
@@ -807,6 +918,7 @@ mod tests {
             host: String::new(),
             reporting_instance: String::new(),
             action: String::new(),
+            workload: crate::event::Workload::default(),
         };
         for (reason, n) in [("A", 1), ("B", 2), ("C", 3), ("D", 4), ("A", 5), ("C", 6)] {
             counters.add(&event(reason), n, 1);

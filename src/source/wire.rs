@@ -10,7 +10,9 @@ use serde::{Deserialize, Deserializer, de};
 use serde_json::value::RawValue;
 
 use crate::{
-    event::{Event, EventType, ObjectRef, first_positive, non_empty, seen, truncate_message},
+    event::{
+        Event, EventType, ObjectRef, Workload, first_positive, non_empty, seen, truncate_message,
+    },
     metrics::WatchEventType,
 };
 
@@ -263,6 +265,7 @@ impl RawEvent<'_> {
             host: owned_non_empty(source.host).unwrap_or_else(|| reporting_instance.clone()),
             reporting_instance,
             action: owned(self.action),
+            workload: Workload::default(),
             namespace,
             name,
         }
