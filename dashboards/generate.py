@@ -17,6 +17,17 @@ def dedup(expr):
     return f"max without (instance, pod) ({expr})"
 
 
+def occurred_in(selector, window):
+    """Occurrences within `window`, series by series, for an instant query.
+
+    A `kube_events_total` series is created by its first occurrence, so `increase()` never sees
+    that one: for rare reasons (a workload's first OOM kill, a Deployment's first stuck rollout)
+    that is most of them. A series that did not exist `window` ago counts in full instead.
+    """
+    s = f"kube_events_total{{{selector}}}"
+    return f"(increase({s}[{window}]) and {s} offset {window}) or ({s} unless {s} offset {window})"
+
+
 def events(matchers, fn="rate", window="$__rate_interval"):
     sel = 'namespace=~"$namespace", kind=~"$kind", reason=~"$reason"'
     if matchers:
@@ -39,6 +50,11 @@ class Board:
             self.y = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in self.panels)
         panel["gridPos"] = {"h": h, "w": w, "x": x, "y": self.y}
         self.panels.append(panel)
+
+
+def no_value_if(defaults, no_value):
+    """What a panel shows instead of "No data", when it has something better to say."""
+    return {**defaults, "noValue": no_value} if no_value else defaults
 
 
 def timeseries(title, targets, unit="ops", stack=False, description=""):
@@ -75,17 +91,38 @@ def stat(title, expr, unit="none", description=""):
     }
 
 
-def bars(title, expr, legend, description=""):
+def bars(title, expr, legend, description="", no_value=""):
     return {
         "type": "bargauge",
         "title": title,
         "description": description,
         "datasource": DS,
-        "fieldConfig": {"defaults": {"unit": "none"}, "overrides": []},
+        "fieldConfig": {"defaults": no_value_if({"unit": "none"}, no_value), "overrides": []},
         "options": {"orientation": "horizontal", "displayMode": "gradient",
                     "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
         "targets": [{"datasource": DS, "refId": "A", "expr": expr, "legendFormat": legend, "instant": True}],
     }
+
+
+def table(title, expr, columns, renames, description="", no_value=""):
+    """An instant query as a table: one row per series, `columns` first, then the value."""
+    return {
+        "type": "table",
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "fieldConfig": {"defaults": no_value_if({"unit": "none"}, no_value), "overrides": []},
+        "options": {"showHeader": True, "sortBy": [{"displayName": "Value", "desc": True}]},
+        "targets": [{"datasource": DS, "refId": "A", "expr": expr, "instant": True, "format": "table"}],
+        "transformations": [{"id": "organize", "options": {
+            "excludeByName": {"Time": True},
+            "indexByName": {c: i for i, c in enumerate(columns + ["Value"])},
+            "renameByName": renames}}],
+    }
+
+
+def row(title):
+    return {"type": "row", "title": title, "collapsed": False, "panels": []}
 
 
 def var_query(name, label, query, include_all=True):
@@ -119,15 +156,70 @@ FAILURES = ("FailedScheduling|FailedMount|FailedAttachVolume|FailedCreate|Failed
             "BackoffLimitExceeded|ProgressDeadlineExceeded")
 
 
+RESTARTED = 'reason="ContainerRestarted"'
+OOM_KILLED = 'reason="ContainerOOMKilled"'
+ROLLOUT_STUCK = 'reason="RolloutStuck"'
+NEEDS_RBAC = ("The exporter derives it from Pod and Deployment status (Kubernetes records no Event for it); "
+              "without read access to pods, replicasets, jobs and deployments it stays empty "
+              "(kube_event_exporter_watch_forbidden says so).")
+NEEDS_WORKLOAD_LABELS = ("Needs the exporter's --metrics-workload-labels, which adds the labels workload_kind and "
+                         "workload to kube_events_total; empty without it.")
+
+
+def service_row(b):
+    """Container restarts, OOM kills and stuck rollouts: what Kubernetes keeps only in object status."""
+    b.add(row("What happened to my service?"), w=24, h=1)
+    ns = 'namespace=~"$namespace"'
+    workload = 'workload_kind=~"$workload_kind", workload=~"$workload"'
+    containers = 'kind="Pod", reason=~"ContainerRestarted|ContainerOOMKilled"'
+
+    def in_range(matchers):
+        return dedup(occurred_in(f"{ns}, {matchers}", "$__range"))
+
+    restarts = in_range(f'kind="Pod", {RESTARTED}')
+    b.add(bars("Container restarts by namespace", f"topk(10, sum by (namespace) ({restarts}) > 0)", "{{namespace}}",
+               description="Container restarts (ContainerRestarted) in the selected range. " + NEEDS_RBAC,
+               no_value="No restarts"), w=8)
+    oom = in_range(f'kind="Pod", {OOM_KILLED}')
+    b.add(bars("OOM kills by namespace", f"topk(10, sum by (namespace) ({oom}) > 0)", "{{namespace}}",
+               description="Containers killed for exceeding their memory limit (ContainerOOMKilled) in the selected "
+                           "range. " + NEEDS_RBAC,
+               no_value="No OOM kills"), w=8)
+    stuck = in_range(f'kind="Deployment", {ROLLOUT_STUCK}, {workload}')
+    b.add(table("Stuck rollouts", f"sum by (namespace, workload) ({stuck}) > 0",
+                ["namespace", "workload"], {"namespace": "Namespace", "workload": "Deployment", "Value": "Stuck rollouts"},
+                description="Rollouts past their progress deadline (RolloutStuck) in the selected range, by namespace; "
+                            "by Deployment with --metrics-workload-labels. " + NEEDS_RBAC,
+                no_value="No stuck rollouts"), w=8)
+    by_workload = in_range(f'{containers}, {workload}, workload!=""')
+    b.add(bars("Restarts and OOM kills by workload",
+               f"topk(20, sum by (namespace, workload_kind, workload, reason) ({by_workload}) > 0)",
+               "{{namespace}}/{{workload}} ({{workload_kind}}) {{reason}}",
+               description="Container restarts and OOM kills in the selected range by Deployment, StatefulSet, "
+                           "DaemonSet, CronJob or bare Pod. " + NEEDS_WORKLOAD_LABELS,
+               no_value="None, or no --metrics-workload-labels"), w=12, h=9)
+    over_time = dedup(f"rate(kube_events_total{{{ns}, {containers}, {workload}}}[$__rate_interval])")
+    b.add(timeseries("Restarts and OOM kills over time", [
+        (f"60 * sum by (namespace, workload, reason) ({over_time})", "{{namespace}} {{workload}} {{reason}}")],
+        unit="opm",
+        description="Per minute, by namespace; by workload with --metrics-workload-labels. The first occurrence of "
+                    "a series after the exporter starts creates it: it shows in the counts beside, not here."),
+        w=12, h=9)
+
+
 def events_dashboard():
     b = Board()
     b.add({"type": "text", "title": "The messages behind a spike", "options": {"mode": "markdown", "content": (
         "Counters say *how often*; the exporter's archive says *what*. Ask it for the events behind a spike "
         "(times in RFC 3339 or relative, like `2h`):\n\n"
         "```\ncurl -s 'http://kube-event-exporter.kube-event-exporter:9102/api/v1/events?namespace=<ns>&reason=BackOff&since=2h' -H 'Accept: text/plain'\n"
-        "curl -s 'http://kube-event-exporter.kube-event-exporter:9102/api/v1/events?namespace=<ns>&kind=Pod&name=<pod>&since=1d'\n```\n"
-        "JSON by default, a `kubectl get events`-like table with `Accept: text/plain`; follow `next_cursor` for more.")}},
-        w=24, h=6)
+        "curl -s 'http://kube-event-exporter.kube-event-exporter:9102/api/v1/events?namespace=<ns>&kind=Pod&name=<pod>&since=1d'\n"
+        "curl -s 'http://kube-event-exporter.kube-event-exporter:9102/api/v1/events?namespace=<ns>&workload=<deployment>&since=1d'\n```\n"
+        "JSON by default, a `kubectl get events`-like table with `Accept: text/plain`; follow `next_cursor` for more. "
+        "The exporter's page `/` takes the same parameters (`/?namespace=<ns>&workload=<deployment>`).")}},
+        w=24, h=7)
+    service_row(b)
+    b.add(row("All events"), w=24, h=1)
     b.add(timeseries("Occurrences by reason", [(f"sum by (reason) ({events('')})", "{{reason}}")], stack=True,
                      description="Event occurrences per second (count increases), by reason."))
     b.add(timeseries("Occurrences by type", [(f"sum by (type) ({events('')})", "{{type}}")], stack=True,
@@ -158,6 +250,10 @@ def events_dashboard():
         var_query("namespace", "Namespace", "label_values(kube_events_total, namespace)"),
         var_query("kind", "Kind", 'label_values(kube_events_total{namespace=~"$namespace"}, kind)'),
         var_query("reason", "Reason", 'label_values(kube_events_total{namespace=~"$namespace", kind=~"$kind"}, reason)'),
+        # Empty lists (only "All") unless the exporter runs with --metrics-workload-labels.
+        var_query("workload_kind", "Workload kind", 'label_values(kube_events_total{namespace=~"$namespace"}, workload_kind)'),
+        var_query("workload", "Workload",
+                  'label_values(kube_events_total{namespace=~"$namespace", workload_kind=~"$workload_kind"}, workload)'),
     ]
     return dashboard("kube-events", "Kubernetes events",
                      "What your pods went through: occurrences of Kubernetes events by namespace, kind and reason.",
@@ -201,6 +297,12 @@ def operator_dashboard():
         (f"max by (instance) ({own('archive_records')})", "{{instance}} records"),
         (f"max by (instance) ({own('archive_pending')})", "{{instance}} pending"),
         (f"max by (instance) ({own('ledger_entries')})", "{{instance}} ledger")], unit="none"))
+    b.add(timeseries("Watches refused (403)", [
+        (f"max by (instance, resource) ({own('watch_forbidden')})", "{{instance}} {{resource}}")], unit="none",
+        description="1 while the API server refuses the exporter's list/watch of pods, replicasets, jobs or "
+                    "deployments with 403 Forbidden. Events still flow; workloads and the occurrences derived "
+                    "from object status (ContainerRestarted, ContainerOOMKilled, RolloutStuck) are missing. "
+                    "Grant get/list/watch on them (deploy/base/clusterrole.yaml)."))
     return dashboard("kube-event-exporter", "kube-event-exporter",
                      "The exporter itself: watch health, relists and gaps, alert delivery, archive.",
                      b, [], ["kubernetes", "events", "kube-event-exporter"])

@@ -11,7 +11,7 @@ use std::{collections::HashSet, process::Command};
 
 use serde_json::Value;
 
-use operator_kit::{all_rules, dashboards, root, rules, yaml};
+use operator_kit::{all_rules, dashboards, needs_workload_labels, root, rules, yaml};
 
 fn promtool(args: &[&str]) -> (bool, String) {
     let out = Command::new("promtool")
@@ -176,6 +176,128 @@ fn dashboards_are_valid_and_use_the_datasource_input() {
             }
         }
     }
+}
+
+/// Every panel's query expressions, with the panel.
+fn panel_queries(d: &Value) -> Vec<(&Value, &str)> {
+    d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |t| (p, t["expr"].as_str().expect("expr")))
+        })
+        .collect()
+}
+
+#[test]
+fn every_query_of_kube_events_total_takes_the_max_over_replicas_first() {
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for (file, d) in dashboards() {
+        for (p, expr) in panel_queries(&d) {
+            queries.push((format!("{file}: {}", p["title"]), expr.to_owned()));
+        }
+    }
+    for rule in all_rules(&rules()) {
+        queries.push((
+            format!("rule {}", rule["alert"]),
+            rule["expr"].as_str().expect("expr").to_owned(),
+        ));
+    }
+    for (name, expr) in queries {
+        if expr.contains("kube_events_total") {
+            assert!(
+                expr.contains("max without (instance, pod) ("),
+                "{name}: two replicas would double {expr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_service_row_shows_restarts_oom_kills_and_stuck_rollouts_by_namespace_and_workload() {
+    let dashboards = dashboards();
+    let events = &dashboards
+        .iter()
+        .find(|(f, _)| f == "kubernetes-events.json")
+        .expect("kubernetes-events.json")
+        .1;
+    let panels = events["panels"].as_array().expect("panels");
+    let start = panels
+        .iter()
+        .position(|p| p["type"] == "row" && p["title"] == "What happened to my service?")
+        .expect("a row \"What happened to my service?\"");
+    let row: Vec<&Value> = panels[start + 1..]
+        .iter()
+        .take_while(|p| p["type"] != "row")
+        .collect();
+    let query = |p: &Value| {
+        p["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["expr"].as_str().expect("expr").to_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for reason in ["ContainerRestarted", "ContainerOOMKilled", "RolloutStuck"] {
+        assert!(
+            row.iter().any(|p| query(p).contains(reason)),
+            "no panel of the row counts {reason}"
+        );
+    }
+    assert!(
+        row.iter().any(|p| needs_workload_labels(&query(p))),
+        "no panel of the row shows workloads"
+    );
+    for p in &row {
+        let q = query(p);
+        assert!(
+            q.contains(r#"namespace=~"$namespace""#),
+            "{}: ignores $namespace",
+            p["title"]
+        );
+        if q.contains("workload") {
+            assert!(
+                q.contains(r#"workload=~"$workload""#)
+                    && q.contains(r#"workload_kind=~"$workload_kind""#),
+                "{}: ignores $workload or $workload_kind",
+                p["title"]
+            );
+            assert!(
+                p["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("--metrics-workload-labels")),
+                "{}: does not say that workloads need --metrics-workload-labels",
+                p["title"]
+            );
+        }
+    }
+    let variables: Vec<&str> = events["templating"]["list"]
+        .as_array()
+        .expect("vars")
+        .iter()
+        .map(|v| v["name"].as_str().expect("name"))
+        .collect();
+    for name in ["workload_kind", "workload"] {
+        assert!(variables.contains(&name), "no ${name}");
+    }
+
+    let exporter = &dashboards
+        .iter()
+        .find(|(f, _)| f == "kube-event-exporter.json")
+        .expect("kube-event-exporter.json")
+        .1;
+    assert!(
+        panel_queries(exporter)
+            .iter()
+            .any(|(_, e)| e.contains("kube_event_exporter_watch_forbidden")),
+        "the exporter's dashboard does not show refused watches"
+    );
 }
 
 #[test]

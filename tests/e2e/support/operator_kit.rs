@@ -45,3 +45,9 @@ pub fn dashboards() -> Vec<(String, Value)> {
         })
         .collect()
 }
+
+/// Whether a query returns data only when the exporter runs with `--metrics-workload-labels`:
+/// it selects series that have a workload.
+pub fn needs_workload_labels(expr: &str) -> bool {
+    expr.contains(r#"workload!="""#)
+}
