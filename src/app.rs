@@ -166,6 +166,13 @@ impl Parts {
         );
         if matches!(config.input, InputConfig::Replay(_)) {
             pipeline = pipeline.waiting_for_archive();
+        } else if config.watch.workloads {
+            let watched_before = restored
+                .checkpoints
+                .keys()
+                .any(|stream| stream.starts_with("pods in"));
+            pipeline =
+                pipeline.with_workloads(config.watch.namespaces.len().max(1), watched_before);
         }
         Ok(Self {
             pipeline,
@@ -217,7 +224,7 @@ impl App {
             .map_err(StartError::ArchiveRejected)?;
         // The stream count is known before the source exists: the pipeline needs it.
         let streams = match &input {
-            Input::Kube { settings, .. } => settings.namespaces.len().max(1),
+            Input::Kube { settings, .. } => settings.stream_count(),
             Input::Replay(_) => 1,
         };
         let mut parts = Parts::build(&config, archive, streams)?;

@@ -93,6 +93,11 @@ pub struct Args {
     )]
     pub watch_timeout: HumanDuration,
 
+    /// Do not watch Pods, ReplicaSets, Jobs and Deployments: events get no workloads, and
+    /// container restarts, OOM kills and stuck rollouts are not derived.
+    #[arg(long, env = "KEE_NO_WORKLOADS")]
+    pub no_workloads: bool,
+
     /// /healthz answers 503 once the watch has been failing (errors, no connection, stalled)
     /// for longer than this.
     #[arg(
@@ -318,6 +323,7 @@ impl TryFrom<Args> for Config {
                 api: args.events_api,
                 namespaces,
                 watch_timeout: args.watch_timeout.0,
+                workloads: !args.no_workloads,
             },
             log_format: args.log_format,
             health_failure_threshold: args.health_failure_threshold.0,

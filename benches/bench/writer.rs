@@ -87,6 +87,7 @@ impl Storm {
             key: uid_key(&e.uid),
             indexed_at: self.indexed[seq as usize],
             seen_at: 0,
+            pinned: false,
         });
         self.indexed[seq as usize] = written.indexed_at;
         written.indexed_at.is_some()

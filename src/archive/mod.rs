@@ -95,6 +95,9 @@ pub struct LedgerEntry {
     pub archived: Option<u64>,
 }
 
+/// The `touched` of a pinned ledger entry (a derived occurrence's): kept whatever its age.
+pub const PINNED_SECS: u64 = u64::MAX;
+
 /// What the archive held at start.
 #[derive(Debug, Default)]
 pub struct Restored {

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{
-    Archive, Batch, LedgerEntry,
+    Archive, Batch, LedgerEntry, PINNED_SECS,
     limits::{ArchiveLimiter, Denied},
 };
 use crate::{
@@ -103,6 +103,8 @@ pub struct Sighting<'a> {
     pub indexed_at: Option<u64>,
     /// When it was seen, in unix seconds.
     pub seen_at: u64,
+    /// A derived occurrence: its ledger entry is pinned (see the pipeline's ledger).
+    pub pinned: bool,
 }
 
 /// The pipeline's side of the archive: never blocks on the disk.
@@ -119,47 +121,79 @@ impl ArchiveSink {
     /// (or will be) indexed, and in which batch. A dropped record still leaves its ledger entry,
     /// so it is never counted twice.
     pub fn write(&self, s: Sighting<'_>) -> Written {
-        let admitted = s.indexed_at.is_some()
-            || match self.limiter.admit(&s.event.namespace) {
-                Ok(()) => true,
-                Err(Denied::Namespace | Denied::Global) => {
-                    self.metrics.archive_dropped(ArchiveDrop::RateLimited, 1);
-                    false
-                }
-            };
+        self.write_all(&[s], &[])[0]
+    }
+
+    /// Writes the sightings and the ledger-only `marks` (seq, uid key, count; pinned) into one
+    /// batch, so that they become durable together: what one object update derived.
+    pub fn write_all(
+        &self,
+        sightings: &[Sighting<'_>],
+        marks: &[(u64, u128, u64)],
+    ) -> Vec<Written> {
+        let admitted: Vec<bool> = sightings.iter().map(|s| self.admit(s)).collect();
         let mut batch = self.pending.lock();
-        let queued = if admitted {
-            let queued = batch.put(s.seq, s.event, s.indexed_at, MAX_PENDING);
-            if queued.is_none() {
-                self.metrics.archive_dropped(ArchiveDrop::QueueFull, 1);
+        let mut written = Vec::with_capacity(sightings.len());
+        for (s, admitted) in sightings.iter().zip(admitted) {
+            let queued = if admitted {
+                let queued = batch.put(s.seq, s.event, s.indexed_at, MAX_PENDING);
+                if queued.is_none() {
+                    self.metrics.archive_dropped(ArchiveDrop::QueueFull, 1);
+                }
+                queued
+            } else {
+                None
+            };
+            if queued.is_none() || s.pinned {
+                // The record does not carry this sighting (or a restart must find the entry
+                // whatever its age): the ledger table must.
+                batch.ledger.insert(
+                    s.seq,
+                    LedgerEntry {
+                        key: s.key,
+                        count: s.event.count,
+                        touched: if s.pinned { PINNED_SECS } else { s.seen_at },
+                        archived: queued.or(s.indexed_at),
+                    },
+                );
             }
-            queued
-        } else {
-            None
-        };
-        if queued.is_none() {
-            // The record does not carry this sighting: the ledger table must.
-            batch.ledger.insert(
-                s.seq,
-                LedgerEntry {
-                    key: s.key,
-                    count: s.event.count,
-                    touched: s.seen_at,
-                    archived: s.indexed_at,
-                },
-            );
+            batch.next_seq = batch.next_seq.max(s.seq + 1);
+            written.push(Written {
+                indexed_at: queued.or(s.indexed_at),
+                generation: batch.generation,
+            });
         }
-        batch.next_seq = batch.next_seq.max(s.seq + 1);
+        for &(seq, key, count) in marks {
+            let entry = LedgerEntry {
+                key,
+                count,
+                touched: PINNED_SECS,
+                archived: None,
+            };
+            batch.ledger.insert(seq, entry);
+            batch.next_seq = batch.next_seq.max(seq + 1);
+        }
         let waiting = batch.record_count();
-        let generation = batch.generation;
         drop(batch);
         self.metrics.archive_pending(waiting);
         if waiting >= COMMIT_BATCH {
             self.pending.flush.notify_one();
         }
-        Written {
-            indexed_at: queued.or(s.indexed_at),
-            generation,
+        written
+    }
+
+    /// Whether the sighting's record may be written: updates always, new records within the
+    /// rate limits, derived occurrences always (they are few, and their records hold state).
+    fn admit(&self, s: &Sighting<'_>) -> bool {
+        if s.indexed_at.is_some() || s.pinned {
+            return true;
+        }
+        match self.limiter.admit(&s.event.namespace) {
+            Ok(()) => true,
+            Err(Denied::Namespace | Denied::Global) => {
+                self.metrics.archive_dropped(ArchiveDrop::RateLimited, 1);
+                false
+            }
         }
     }
 

@@ -231,6 +231,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabel {
+    resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
 }
@@ -335,6 +340,7 @@ pub struct Metrics {
     skipped_filtered: Counter,
     watch_restarts: Counter,
     watch_gaps: Counter,
+    watch_forbidden: Family<ResourceLabel, Gauge>,
     decode_errors: Counter,
     last_event_timestamp: Gauge<f64, AtomicU64>,
     ledger_entries: Gauge,
@@ -606,6 +612,11 @@ impl Metrics {
             "decode_errors",
             "Event records that could not be decoded and were skipped",
         );
+        let watch_forbidden = register(
+            own,
+            "watch_forbidden",
+            "1 while the API server refuses the watch of a resource (403): no workloads or derived occurrences from it",
+        );
         let last_event_timestamp = register(
             own,
             "last_event_timestamp_seconds",
@@ -634,6 +645,7 @@ impl Metrics {
             skipped_filtered: child(&skipped, &ReasonLabel { reason: "filtered" }),
             watch_restarts,
             watch_gaps,
+            watch_forbidden,
             decode_errors,
             last_event_timestamp,
             ledger_entries,
@@ -658,6 +670,13 @@ impl Metrics {
     /// A 410 Gone forced a relist: events may have been missed.
     pub fn watch_gap(&self) {
         self.watch_gaps.inc();
+    }
+
+    /// Whether the API server refuses the watch of `resource` (403).
+    pub fn watch_forbidden(&self, resource: &'static str, forbidden: bool) {
+        self.watch_forbidden
+            .get_or_create(&ResourceLabel { resource })
+            .set(i64::from(forbidden));
     }
 
     /// A record could not be decoded and was skipped.

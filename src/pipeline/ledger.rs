@@ -4,7 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{archive::LedgerEntry, event::uid_key, util::hash::FastMap};
+use crate::{
+    archive::{LedgerEntry, PINNED_SECS},
+    event::uid_key,
+    util::hash::FastMap,
+};
 
 /// The map key: a uid key as two words, so an entry needs 8-byte alignment, not 16.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,6 +58,9 @@ pub struct Ledger {
     created: Instant,
     next_seq: u64,
 }
+
+/// The `touched` of a pinned entry: the sweep never finds it old.
+const PINNED: u32 = u32::MAX;
 
 fn secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
@@ -112,6 +119,30 @@ impl Ledger {
         }
     }
 
+    /// Records that the derived occurrence `uid` (a container's restarts, OOM kills, a stuck
+    /// rollout, or one of their marks) stands at `count`. An entry the ledger does not know
+    /// starts from `baseline`: what happened before the exporter could see it is not new.
+    /// Derived entries are pinned: they go when their object is deleted, never by the ttl, so
+    /// a container that restarts again after days counts only the new restart.
+    pub fn observe_derived(&mut self, uid: &str, count: u64, baseline: u64) -> Observation {
+        let known = self.entries.contains_key(&Key::from(uid_key(uid)));
+        let mut seen = self.observe(uid, count, self.created);
+        if !known {
+            seen.occurrences = count.saturating_sub(baseline.min(count));
+        }
+        if let Some(entry) = self.entries.get_mut(&Key::from(seen.key)) {
+            entry.touched = PINNED;
+        }
+        seen
+    }
+
+    /// The highest count seen of `uid`, if it is known.
+    pub fn count(&self, uid: &str) -> Option<u64> {
+        self.entries
+            .get(&Key::from(uid_key(uid)))
+            .map(|e| u64::from(e.count))
+    }
+
     /// The event's record is (queued to be) indexed under last occurrence `at` µs.
     pub fn set_archived(&mut self, key: u128, at: Option<u64>) {
         if let Some(entry) = self.entries.get_mut(&Key::from(key)) {
@@ -137,6 +168,10 @@ impl Ledger {
             let age = Duration::from_secs(now_secs.saturating_sub(entry.touched));
             if !ledger.put_back(seq, &entry, age, now) {
                 expired.push(seq);
+            } else if entry.touched == PINNED_SECS
+                && let Some(e) = ledger.entries.get_mut(&Key::from(entry.key))
+            {
+                e.touched = PINNED;
             }
         }
         (ledger, expired)

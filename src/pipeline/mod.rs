@@ -11,6 +11,7 @@
 //! archive cannot commit at all, occurrences are exposed from memory (availability first).
 
 pub mod ledger;
+pub mod workloads;
 
 use std::{collections::VecDeque, sync::Arc, time::Instant};
 
@@ -27,6 +28,7 @@ use crate::{
     source::SourceMsg,
 };
 use ledger::Ledger;
+use workloads::{Derived, Workloads};
 
 /// How often unseen ledger entries are swept out.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -58,6 +60,8 @@ pub struct Pipeline {
     /// The source can wait (a file): take its next message only when the archive has room,
     /// rather than drop records as `queue_full`.
     wait_for_archive: bool,
+    /// Owners of watched objects, events waiting for them, derived occurrences.
+    workloads: Workloads,
 }
 
 /// The consumers of occurrences besides the metrics.
@@ -91,6 +95,7 @@ impl Pipeline {
             alerts_waiting: VecDeque::new(),
             ready_at: None,
             wait_for_archive: false,
+            workloads: Workloads::new(0, false),
             archive: consumers.archive,
             rules: consumers.rules,
             alerting: consumers.alerting,
@@ -106,10 +111,21 @@ impl Pipeline {
         self
     }
 
+    /// Resolves workloads from `streams` watches of each resource (see [`workloads`]);
+    /// `watched_before`: a previous process watched Pods (the archive has their checkpoint).
+    #[must_use]
+    pub fn with_workloads(mut self, streams: usize, watched_before: bool) -> Self {
+        self.workloads = Workloads::new(streams, watched_before);
+        self
+    }
+
     /// Runs until shutdown. Once every source is gone (a replay that ended) it still exposes
     /// what becomes durable, until the writer is gone too.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        // Events waiting for their objects are let go at most this late after their time.
+        let mut hold = tokio::time::interval(workloads::HOLD / 4);
+        hold.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sources = true;
         loop {
             if !sources && !self.writer_alive {
@@ -132,7 +148,14 @@ impl Pipeline {
                     self.writer_alive = changed.is_ok();
                     self.expose();
                 }
+                _ = hold.tick(), if self.workloads.held() > 0 => {
+                    for event in self.workloads.expired(Instant::now()) {
+                        self.apply(event);
+                    }
+                    self.expose();
+                }
                 _ = sweep.tick() => {
+                    self.workloads.sweep(Instant::now());
                     for seq in self.ledger.sweep(Instant::now()) {
                         self.archive.forget(seq);
                     }
@@ -180,7 +203,37 @@ impl Pipeline {
 
     fn dispatch(&mut self, msg: SourceMsg) {
         match msg {
-            SourceMsg::Applied(event) => self.apply(event),
+            SourceMsg::Applied(event) => {
+                if let Some(event) = self.workloads.attribute(event, Instant::now()) {
+                    self.apply(event);
+                }
+            }
+            SourceMsg::Object { object, listed } => {
+                let released = self.workloads.applied(&object);
+                let derived = self.workloads.derive(&object, listed, &self.ledger);
+                self.apply_derived(derived);
+                for event in released {
+                    self.apply(event);
+                }
+            }
+            SourceMsg::ObjectDeleted(object) => {
+                self.workloads.deleted(&object, Instant::now());
+                for uid in workloads::derived_uids(&object) {
+                    if let Some(seq) = self.ledger.forget(&uid) {
+                        self.archive.forget(seq);
+                    }
+                }
+            }
+            SourceMsg::Listed(resource) => {
+                for event in self.workloads.listed(resource, false, Instant::now()) {
+                    self.apply(event);
+                }
+            }
+            SourceMsg::Forbidden(resource) => {
+                for event in self.workloads.listed(resource, true, Instant::now()) {
+                    self.apply(event);
+                }
+            }
             SourceMsg::Deleted { uid } => {
                 if let Some(seq) = self.ledger.forget(&uid) {
                     self.archive.forget(seq);
@@ -197,6 +250,74 @@ impl Pipeline {
                     self.ready_at = Some(self.archive.written_generation());
                     self.archive.flush_soon();
                 }
+            }
+        }
+    }
+
+    /// Counts, archives and alerts what one object update derived, as one archive write: its
+    /// records, their pinned ledger entries and its marks become durable together.
+    fn apply_derived(&mut self, derived: Derived) {
+        if derived.events.is_empty() {
+            return;
+        }
+        let now = unix_secs(jiff::Timestamp::now());
+        let mut kept = Vec::with_capacity(derived.events.len());
+        for (event, baseline) in derived.events {
+            let decision = self.rules.decide(&event);
+            if decision.drop {
+                self.metrics.occurrence_filtered();
+                continue;
+            }
+            let seen = self
+                .ledger
+                .observe_derived(&event.uid, event.count, baseline);
+            kept.push((event, decision, seen));
+        }
+        let marks: Vec<(u64, u128, u64)> = derived
+            .marks
+            .iter()
+            .map(|(uid, value)| {
+                let seen = self.ledger.observe_derived(uid, *value, *value);
+                (seen.seq, seen.key, *value)
+            })
+            .collect();
+        let sightings: Vec<Sighting<'_>> = kept
+            .iter()
+            .map(|(event, _, seen)| Sighting {
+                event,
+                seq: seen.seq,
+                key: seen.key,
+                indexed_at: seen.indexed_at,
+                seen_at: now,
+                pinned: true,
+            })
+            .collect();
+        let written = self.archive.write_all(&sightings, &marks);
+        drop(sightings);
+        self.metrics.ledger_size(self.ledger.len());
+        for ((event, decision, seen), written) in kept.into_iter().zip(written) {
+            if written.indexed_at != seen.indexed_at {
+                self.ledger.set_archived(seen.key, written.indexed_at);
+            }
+            self.occurred(event, decision, seen.occurrences, written.generation);
+        }
+    }
+
+    /// Notes `n` occurrences of `event` in batch `generation`: counted, and alerted as the rules
+    /// say, once the batch is durable.
+    fn occurred(&mut self, event: Box<Event>, decision: Decision, n: u64, generation: u64) {
+        if n == 0 {
+            return;
+        }
+        self.counters.add(&event, n, generation);
+        self.metrics.occurrence_at(event.last_seen);
+        if self.alerting.is_some() {
+            if decision.alert {
+                self.alerts_waiting.push_back((generation, event, decision));
+                // An alert should not wait for the next interval's commit.
+                self.archive.flush_soon();
+            } else if event.is_warning() {
+                self.metrics.alert_skipped_by_rule();
             }
         }
     }
@@ -225,22 +346,11 @@ impl Pipeline {
             key: seen.key,
             indexed_at: seen.indexed_at,
             seen_at: unix_secs(jiff::Timestamp::now()),
+            pinned: false,
         });
         if written.indexed_at != seen.indexed_at {
             self.ledger.set_archived(seen.key, written.indexed_at);
         }
-        self.counters
-            .add(&event, seen.occurrences, written.generation);
-        self.metrics.occurrence_at(event.last_seen);
-        if self.alerting.is_some() {
-            if decision.alert {
-                self.alerts_waiting
-                    .push_back((written.generation, event, decision));
-                // An alert should not wait for the next interval's commit.
-                self.archive.flush_soon();
-            } else if event.is_warning() {
-                self.metrics.alert_skipped_by_rule();
-            }
-        }
+        self.occurred(event, decision, seen.occurrences, written.generation);
     }
 }

@@ -14,7 +14,7 @@ use futures::AsyncBufReadExt;
 use jiff::Timestamp;
 use k8s_openapi::api::{core::v1 as core, events::v1 as events};
 use kube::{
-    Client, Resource,
+    Client, Resource as _,
     api::{ListParams, WatchParams},
     config::{KubeConfigOptions, Kubeconfig},
     core::Request,
@@ -25,8 +25,10 @@ use tracing::{info, warn};
 
 use super::{
     Checkpoints, SourceContext, SourceMsg,
+    objects::{KubeObject, Resource},
     wire::{self, Shape, WatchItem},
 };
+use crate::event::Event;
 use crate::util::backoff::Backoff;
 
 /// Which Kubernetes API serves the Events.
@@ -66,6 +68,21 @@ pub struct KubeSettings {
     pub namespaces: Vec<String>,
     /// Server-side timeout of one watch request.
     pub watch_timeout: Duration,
+    /// Also watch Pods, ReplicaSets, Jobs and Deployments (workloads, derived occurrences).
+    pub workloads: bool,
+}
+
+impl KubeSettings {
+    /// How many streams watch: one per namespace (or one for all) of Events, and as many of
+    /// each workload resource.
+    pub fn stream_count(&self) -> usize {
+        let kinds = if self.workloads {
+            1 + Resource::ALL.len()
+        } else {
+            1
+        };
+        self.namespaces.len().max(1) * kinds
+    }
 }
 
 /// Why no Kubernetes client could be built.
@@ -165,7 +182,7 @@ impl KubeSource {
 
     /// How many streams report `Synced`: the pipeline is ready once all have.
     pub fn stream_count(&self) -> usize {
-        self.settings.namespaces.len().max(1)
+        self.settings.stream_count()
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -174,33 +191,52 @@ impl KubeSource {
         } else {
             self.settings.namespaces.iter().cloned().map(Some).collect()
         };
-        info!(api = %self.settings.api, streams = scopes.len(), "Watching events.");
+        info!(api = %self.settings.api, streams = scopes.len(), workloads = self.settings.workloads, "Watching events.");
+        let mut kinds = vec![match self.settings.api {
+            EventsApi::CoreV1 => StreamKind::Events(Shape::CoreV1),
+            EventsApi::EventsV1 => StreamKind::Events(Shape::EventsV1),
+        }];
+        if self.settings.workloads {
+            kinds.extend(Resource::ALL.map(StreamKind::Objects));
+        }
         let mut streams = JoinSet::new();
         for namespace in scopes {
-            let (shape, url_path) = match self.settings.api {
-                EventsApi::CoreV1 => (
-                    Shape::CoreV1,
-                    core::Event::url_path(&(), namespace.as_deref()),
-                ),
-                EventsApi::EventsV1 => (
-                    Shape::EventsV1,
-                    events::Event::url_path(&(), namespace.as_deref()),
-                ),
-            };
-            let name = stream_name(namespace.as_deref());
-            let stream = WatchStream {
-                resume: self.resume.get(&name).cloned(),
-                name: name.into(),
-                client: self.client.clone(),
-                request: Request::new(url_path),
-                shape,
-                watch_timeout: self.settings.watch_timeout,
-                ctx: self.ctx.clone(),
-                backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
-                synced: false,
-                failing: false,
-            };
-            streams.spawn(stream.run(shutdown.clone()));
+            for &kind in &kinds {
+                let (name, url_path) = match kind {
+                    StreamKind::Events(Shape::CoreV1) => (
+                        stream_name(namespace.as_deref()),
+                        core::Event::url_path(&(), namespace.as_deref()),
+                    ),
+                    StreamKind::Events(Shape::EventsV1) => (
+                        stream_name(namespace.as_deref()),
+                        events::Event::url_path(&(), namespace.as_deref()),
+                    ),
+                    StreamKind::Objects(r) => (
+                        format!("{} in {}", r.plural(), stream_name(namespace.as_deref())),
+                        r.url_path(namespace.as_deref()),
+                    ),
+                };
+                // Objects are always listed at start: the pipeline keeps their owners in memory
+                // only (see `pipeline::workloads`).
+                let resume = match kind {
+                    StreamKind::Events(_) => self.resume.get(&name).cloned(),
+                    StreamKind::Objects(_) => None,
+                };
+                let stream = WatchStream {
+                    resume,
+                    name: name.into(),
+                    client: self.client.clone(),
+                    request: Request::new(url_path),
+                    kind,
+                    watch_timeout: self.settings.watch_timeout,
+                    ctx: self.ctx.clone(),
+                    backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
+                    synced: false,
+                    failing: false,
+                    forbidden: false,
+                };
+                streams.spawn(stream.run(shutdown.clone()));
+            }
         }
         while let Some(res) = streams.join_next().await {
             res?;
@@ -235,21 +271,63 @@ fn classify(e: kube::Error) -> StreamError {
     }
 }
 
+/// What a stream watches: Events of one API shape, or objects of one resource.
+#[derive(Clone, Copy, Debug)]
+enum StreamKind {
+    Events(Shape),
+    Objects(Resource),
+}
+
+/// One decoded item of either kind of stream.
+enum Item {
+    Event(Box<Event>),
+    Object(Box<KubeObject>),
+}
+
+impl Item {
+    fn resource_version(&self) -> &str {
+        match self {
+            Self::Event(e) => &e.resource_version,
+            Self::Object(o) => &o.id().resource_version,
+        }
+    }
+
+    fn applied(self, listed: bool) -> SourceMsg {
+        match self {
+            Self::Event(e) => SourceMsg::Applied(e),
+            Self::Object(object) => SourceMsg::Object { object, listed },
+        }
+    }
+
+    fn deleted(self) -> SourceMsg {
+        match self {
+            Self::Event(e) => SourceMsg::Deleted { uid: e.uid },
+            Self::Object(o) => SourceMsg::ObjectDeleted(o),
+        }
+    }
+}
+
+/// How long a stream the API server refuses (403) waits before it asks again: permissions
+/// are granted by a person, not in seconds.
+const FORBIDDEN_RETRY: Duration = Duration::from_secs(300);
+
 /// One list-then-watch loop over one scope.
 struct WatchStream {
     name: Arc<str>,
     /// Where to start instead of a list: the checkpoint of a previous run.
     resume: Option<String>,
     client: Client,
-    /// The Events URL of the stream's API and scope.
+    /// The collection URL of the stream's API and scope.
     request: Request,
-    shape: Shape,
+    kind: StreamKind,
     watch_timeout: Duration,
     ctx: SourceContext,
     backoff: Backoff,
     synced: bool,
     /// Whether `health` currently holds this stream as failing.
     failing: bool,
+    /// Whether the API server refuses an object stream (403) as far as it last said.
+    forbidden: bool,
 }
 
 impl WatchStream {
@@ -275,6 +353,16 @@ impl WatchStream {
                 // The server ended the watch (timeoutSeconds): re-watch at once.
                 Ok(()) => None,
                 Err(StreamError::PipelineGone) => return,
+                // Refused (403), or not served at all (404: an API server without the group).
+                Err(StreamError::RequestFailed(kube::Error::Api(status)))
+                    if matches!(status.code, 403 | 404)
+                        && matches!(self.kind, StreamKind::Objects(_)) =>
+                {
+                    if self.forbidden(&status.message).await.is_err() {
+                        return;
+                    }
+                    Some(FORBIDDEN_RETRY)
+                }
                 Err(StreamError::Expired) => {
                     resource_version = None;
                     self.ctx.metrics.watch_gap();
@@ -306,33 +394,88 @@ impl WatchStream {
                 .list(&params)
                 .map_err(|e| StreamError::RequestFailed(kube::Error::BuildRequest(e)))?;
             let text = self.client.request_text(request).await.map_err(classify)?;
-            let page = wire::list_page(&text, self.shape, Timestamp::now())
-                .map_err(StreamError::BadList)?;
+            let (items, resource_version, continue_) = match self.kind {
+                StreamKind::Events(shape) => {
+                    let page = wire::list_page(&text, shape, Timestamp::now())
+                        .map_err(StreamError::BadList)?;
+                    let items = page.items.into_iter().map(|i| i.map(|e| Item::Event(Box::new(e))));
+                    (
+                        items.collect::<Vec<_>>(),
+                        page.resource_version,
+                        page.continue_,
+                    )
+                }
+                StreamKind::Objects(r) => {
+                    let page = wire::object_list_page(&text, |json| r.decode(json))
+                        .map_err(StreamError::BadList)?;
+                    let items = page.items.into_iter().map(|i| i.map(|o| Item::Object(Box::new(o))));
+                    (items.collect(), page.resource_version, page.continue_)
+                }
+            };
             drop(text);
             self.set_failing(false);
-            for item in page.items {
+            self.allowed();
+            for item in items {
                 match item {
-                    Ok(event) => self.send(SourceMsg::Applied(Box::new(event))).await?,
+                    Ok(item) => self.send(item.applied(true)).await?,
                     Err(e) => self.skip_undecodable(&e),
                 }
             }
-            if let Some(token) = page.continue_ {
+            if let Some(token) = continue_ {
                 params = params.continue_token(&token);
                 continue;
             }
-            self.checkpoint(&page.resource_version).await?;
+            self.checkpoint(&resource_version).await?;
+            if let StreamKind::Objects(resource) = self.kind {
+                self.send(SourceMsg::Listed(resource)).await?;
+            }
             if !self.synced {
                 self.synced = true;
                 self.send(SourceMsg::Synced).await?;
                 info!(stream = %self.name, "Initial list done.");
             }
-            return Ok(page.resource_version);
+            return Ok(resource_version);
         }
     }
 
     fn skip_undecodable(&self, e: &serde_json::Error) {
         self.ctx.metrics.record_undecodable();
-        warn!(stream = %self.name, error = %e, "Skipped an undecodable Event.");
+        let what = match self.kind {
+            StreamKind::Events(_) => "Event",
+            StreamKind::Objects(r) => r.kind(),
+        };
+        warn!(stream = %self.name, error = %e, "Skipped an undecodable {what}.");
+    }
+
+    /// The API server refused the stream (403): said once, in the log and the metric; the
+    /// exporter goes on without it, ready as if it had listed.
+    async fn forbidden(&mut self, message: &str) -> Result<(), StreamError> {
+        let StreamKind::Objects(resource) = self.kind else {
+            return Ok(());
+        };
+        if !self.forbidden {
+            self.forbidden = true;
+            self.ctx.metrics.watch_forbidden(resource.plural(), true);
+            warn!(stream = %self.name, error = %message,
+                "The API server refuses to list {}: going on without workloads and derived \
+                 occurrences from them; asking again every 5 minutes.", resource.plural());
+            self.send(SourceMsg::Forbidden(resource)).await?;
+        }
+        self.send(SourceMsg::Listed(resource)).await?;
+        if !self.synced {
+            self.synced = true;
+            self.send(SourceMsg::Synced).await?;
+        }
+        Ok(())
+    }
+
+    /// The API server answered: if it had refused the stream, it allows it now.
+    fn allowed(&mut self) {
+        if let (true, StreamKind::Objects(resource)) = (self.forbidden, self.kind) {
+            self.forbidden = false;
+            self.ctx.metrics.watch_forbidden(resource.plural(), false);
+            info!(stream = %self.name, "The API server allows the watch again.");
+        }
     }
 
     /// Watches from `resource_version`, advancing it with every event and bookmark. Returns
@@ -356,8 +499,9 @@ impl WatchStream {
             .await
             .map_err(classify)?;
         self.set_failing(false);
+        self.allowed();
         if !self.synced {
-            // Resumed from a checkpoint: no list to wait for.
+            // Resumed from a checkpoint (Events only): no list to wait for.
             self.synced = true;
             self.send(SourceMsg::Synced).await?;
         }
@@ -376,7 +520,14 @@ impl WatchStream {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let item = match wire::watch_line(&line, self.shape, Timestamp::now()) {
+            let decoded = match self.kind {
+                StreamKind::Events(shape) => {
+                    wire::watch_line(&line, shape, Timestamp::now()).map(|i| i.map(|e| Item::Event(Box::new(e))))
+                }
+                StreamKind::Objects(r) => wire::object_watch_line(&line, |json| r.decode(json))
+                    .map(|i| i.map(|o| Item::Object(Box::new(o)))),
+            };
+            let item = match decoded {
                 Ok(item) => item,
                 Err(e) => {
                     self.skip_undecodable(&e);
@@ -385,13 +536,13 @@ impl WatchStream {
             };
             self.ctx.metrics.watch_event(item.kind());
             match item {
-                WatchItem::Added(event) | WatchItem::Modified(event) => {
-                    *resource_version = Some(event.resource_version.clone());
-                    self.send(SourceMsg::Applied(Box::new(event))).await?;
+                WatchItem::Added(item) | WatchItem::Modified(item) => {
+                    *resource_version = Some(item.resource_version().to_owned());
+                    self.send(item.applied(false)).await?;
                 }
-                WatchItem::Deleted(event) => {
-                    *resource_version = Some(event.resource_version);
-                    self.send(SourceMsg::Deleted { uid: event.uid }).await?;
+                WatchItem::Deleted(item) => {
+                    *resource_version = Some(item.resource_version().to_owned());
+                    self.send(item.deleted()).await?;
                 }
                 WatchItem::Bookmark {
                     resource_version: rv,

@@ -3,6 +3,7 @@
 //! same [`SourceContext`].
 
 pub mod kube;
+pub mod objects;
 pub mod replay;
 pub mod wire;
 
@@ -12,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{event::Event, health::Health, metrics::Metrics};
+use objects::Resource;
 
 /// What a source tells the pipeline.
 #[derive(Debug)]
@@ -28,6 +30,21 @@ pub enum SourceMsg {
         stream: Arc<str>,
         resource_version: String,
     },
+    /// A Pod, ReplicaSet, Job or Deployment was listed, added or updated.
+    Object {
+        object: Box<objects::KubeObject>,
+        /// Seen in a list (the first at start, or a relist) rather than as a watch event: what it
+        /// says may have happened long before.
+        listed: bool,
+    },
+    /// A stream of this resource has listed every object (or is refused): the pipeline knows
+    /// every owner there is.
+    Listed(Resource),
+    /// A watched object was deleted.
+    ObjectDeleted(Box<objects::KubeObject>),
+    /// The API server refuses the watch of this resource (403): no workloads or derived
+    /// occurrences from it until it allows it.
+    Forbidden(objects::Resource),
 }
 
 /// The channel from the sources to the pipeline. Deep enough to absorb a full list page

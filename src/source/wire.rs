@@ -70,11 +70,11 @@ impl<'de> Deserialize<'de> for Type {
     }
 }
 
-fn owned(s: Option<Str<'_>>) -> String {
+pub(super) fn owned(s: Option<Str<'_>>) -> String {
     s.map(|s| s.0.into_owned()).unwrap_or_default()
 }
 
-fn owned_non_empty(s: Option<Str<'_>>) -> Option<String> {
+pub(super) fn owned_non_empty(s: Option<Str<'_>>) -> Option<String> {
     non_empty(s.map(|s| s.0.into_owned()))
 }
 
@@ -272,12 +272,13 @@ impl RawEvent<'_> {
     }
 }
 
-/// One line of a watch stream, decoded.
+/// One line of a watch stream, decoded: an Event, or another object (see
+/// [`super::objects`]).
 #[derive(Debug)]
-pub enum WatchItem {
-    Added(Event),
-    Modified(Event),
-    Deleted(Event),
+pub enum WatchItem<T = Event> {
+    Added(T),
+    Modified(T),
+    Deleted(T),
     Bookmark {
         resource_version: String,
     },
@@ -288,7 +289,18 @@ pub enum WatchItem {
     },
 }
 
-impl WatchItem {
+impl<T> WatchItem<T> {
+    /// The same item with its object mapped.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> WatchItem<U> {
+        match self {
+            Self::Added(o) => WatchItem::Added(f(o)),
+            Self::Modified(o) => WatchItem::Modified(f(o)),
+            Self::Deleted(o) => WatchItem::Deleted(f(o)),
+            Self::Bookmark { resource_version } => WatchItem::Bookmark { resource_version },
+            Self::Error { code, message } => WatchItem::Error { code, message },
+        }
+    }
+
     /// The watch event type, for `watch_events_total{type}`.
     pub fn kind(&self) -> WatchEventType {
         match self {
@@ -352,8 +364,8 @@ struct RawList<'a> {
 
 /// One page of a list: its items (each decoded alone, so one bad item costs only itself), the
 /// list's resourceVersion and the continue token, if there is a next page.
-pub struct ListPage {
-    pub items: Vec<serde_json::Result<Event>>,
+pub struct ListPage<T = Event> {
+    pub items: Vec<serde_json::Result<T>>,
     pub resource_version: String,
     pub continue_: Option<String>,
 }
@@ -369,6 +381,68 @@ pub fn list_page(text: &str, shape: Shape, observed: Timestamp) -> serde_json::R
         .collect();
     Ok(ListPage {
         items,
+        resource_version: owned(raw.metadata.resource_version),
+        continue_: owned_non_empty(raw.metadata.continue_),
+    })
+}
+
+/// The parts of a watch line around an object of any kind.
+#[derive(Deserialize)]
+struct RawObjectLine<'a> {
+    #[serde(borrow, rename = "type")]
+    type_: Str<'a>,
+    #[serde(borrow)]
+    object: &'a RawValue,
+}
+
+/// What a `BOOKMARK` or `ERROR` object holds.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawStatus<'a> {
+    #[serde(borrow)]
+    metadata: ListMeta<'a>,
+    code: Option<i64>,
+    #[serde(borrow)]
+    message: Option<Str<'a>>,
+}
+
+/// Decodes one watch line of objects other than Events, each with `decode`.
+pub fn object_watch_line<T>(
+    line: &[u8],
+    decode: impl FnOnce(&str) -> serde_json::Result<T>,
+) -> serde_json::Result<WatchItem<T>> {
+    let raw: RawObjectLine = serde_json::from_slice(line)?;
+    let status = || serde_json::from_str::<RawStatus>(raw.object.get());
+    Ok(match raw.type_.0.as_ref() {
+        "ADDED" => WatchItem::Added(decode(raw.object.get())?),
+        "MODIFIED" => WatchItem::Modified(decode(raw.object.get())?),
+        "DELETED" => WatchItem::Deleted(decode(raw.object.get())?),
+        "BOOKMARK" => WatchItem::Bookmark {
+            resource_version: owned(status()?.metadata.resource_version),
+        },
+        "ERROR" => {
+            let s = status()?;
+            WatchItem::Error {
+                code: s.code.unwrap_or(0),
+                message: owned(s.message),
+            }
+        }
+        other => {
+            return Err(de::Error::custom(format_args!(
+                "unknown watch event type {other:?}"
+            )));
+        }
+    })
+}
+
+/// Decodes one list page of objects other than Events, each item with `decode`.
+pub fn object_list_page<T>(
+    text: &str,
+    decode: impl Fn(&str) -> serde_json::Result<T>,
+) -> serde_json::Result<ListPage<T>> {
+    let raw: RawList = serde_json::from_str(text)?;
+    Ok(ListPage {
+        items: raw.items.iter().map(|item| decode(item.get())).collect(),
         resource_version: owned(raw.metadata.resource_version),
         continue_: owned_non_empty(raw.metadata.continue_),
     })

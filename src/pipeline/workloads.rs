@@ -1,0 +1,543 @@
+//! Workloads, and the occurrences Kubernetes never writes as Events.
+//!
+//! From the watches of Pods, ReplicaSets and Jobs the pipeline keeps each object's controller
+//! (its owner with `controller: true`) and nothing else, so an event's workload is found by
+//! following owners upwards, in memory, never with a request per event. An event about a Pod,
+//! ReplicaSet or Job that is not known yet waits until its watch has listed, and then up to
+//! [`HOLD`], for it to arrive; then it goes on without a workload.
+//!
+//! From Pods' container statuses and Deployments' progress condition it derives
+//! `ContainerRestarted`, `ContainerOOMKilled` and `RolloutStuck`: derived events whose counts go
+//! through the same ledger as Events. Their ledger entries are pinned (kept while their object
+//! exists), and two marks, also ledger entries, remember the last OOM-killed termination and the
+//! last stuck revision, so a restart of the exporter neither repeats nor loses one. What an
+//! object shows the first time the exporter ever sees it is recorded but not counted: a first
+//! start does not alert on last month's restarts.
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+use jiff::Timestamp;
+
+use super::ledger::Ledger;
+use crate::{
+    event::{Event, EventType, ObjectRef, Workload},
+    source::objects::{Container, Deployment, KubeObject, Pod, Resource, Termination},
+    util::hash::{FastMap, stable_hash},
+};
+
+/// How long an event about an object its watch has not delivered yet waits for it.
+pub const HOLD: Duration = Duration::from_secs(2);
+
+/// How long a deleted object's owner is kept: Events about it live an hour after it.
+const TOMBSTONE: Duration = Duration::from_secs(2 * 3600);
+
+/// At most this many events wait for their objects; beyond, they go on without a workload.
+const MAX_HELD: usize = 100_000;
+
+/// The `source` of derived records.
+pub const SOURCE: &str = "kube-event-exporter";
+
+/// Owner chains longer than this are cut (a cycle, or nonsense).
+const MAX_DEPTH: usize = 8;
+
+#[derive(Debug)]
+struct Known {
+    /// `(kind, name)` of the controller; `None`: the object is its own workload.
+    owner: Option<(Box<str>, Box<str>)>,
+    /// When the object was deleted; its owner is kept a while for late events.
+    deleted: Option<Instant>,
+}
+
+fn key(namespace: &str, kind: &str, name: &str) -> u64 {
+    stable_hash([namespace, kind, name])
+}
+
+/// The watched resource whose objects have `kind`, if any.
+fn watched(kind: &str) -> Option<Resource> {
+    match kind {
+        "Pod" => Some(Resource::Pods),
+        "ReplicaSet" => Some(Resource::ReplicaSets),
+        "Job" => Some(Resource::Jobs),
+        _ => None,
+    }
+}
+
+fn slot(r: Resource) -> usize {
+    match r {
+        Resource::Pods => 0,
+        Resource::ReplicaSets => 1,
+        Resource::Jobs => 2,
+        Resource::Deployments => 3,
+    }
+}
+
+/// What the pipeline knows of workloads. Events stay in the boxes the pipeline owns them in
+/// (an alert keeps its box until its batch commits).
+#[derive(Debug)]
+#[allow(clippy::vec_box)]
+pub struct Workloads {
+    owners: FastMap<u64, Known>,
+    /// Per resource: streams that have not listed yet (`None`: not watched or refused).
+    listing: [Option<usize>; 4],
+    /// Events waiting for their object, by object key.
+    held: FastMap<u64, Vec<Box<Event>>>,
+    held_count: usize,
+    /// When each held object's wait ends; `None` while its resource is still listing.
+    deadlines: VecDeque<(Instant, u64)>,
+    /// Pods seen by this process, by uid key, with a fingerprint of their containers' state:
+    /// an update that changes none of it derives nothing.
+    pods: FastMap<u64, u64>,
+    /// The archive says a previous process watched Pods: an object it never recorded had
+    /// nothing to record (no restarts), so what a list shows now is new.
+    watched_before: bool,
+}
+
+/// What one object update derived: events with the count a never-seen entry starts from, and
+/// marks (uid, value).
+#[derive(Debug, Default)]
+pub struct Derived {
+    pub events: Vec<(Box<Event>, u64)>,
+    pub marks: Vec<(String, u64)>,
+}
+
+impl Workloads {
+    /// `streams` streams watch each resource (0: workloads off); `watched_before`: see the
+    /// field.
+    pub fn new(streams: usize, watched_before: bool) -> Self {
+        let listing = if streams == 0 { None } else { Some(streams) };
+        Self {
+            owners: FastMap::default(),
+            listing: [listing; 4],
+            held: FastMap::default(),
+            held_count: 0,
+            deadlines: VecDeque::new(),
+            pods: FastMap::default(),
+            watched_before,
+        }
+    }
+
+    /// Objects known (live or recently deleted).
+    pub fn len(&self) -> usize {
+        self.owners.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.owners.is_empty()
+    }
+
+    /// Events waiting for their objects.
+    pub fn held(&self) -> usize {
+        self.held_count
+    }
+
+    /// Fills in `e`'s workload, or keeps it to wait for its object (returns `None`).
+    pub fn attribute(&mut self, mut e: Box<Event>, now: Instant) -> Option<Box<Event>> {
+        let r = &e.regarding;
+        let ns = if r.namespace.is_empty() {
+            &e.namespace
+        } else {
+            &r.namespace
+        };
+        let k = key(ns, &r.kind, &r.name);
+        if let Some(waiting) = self.held.get_mut(&k) {
+            // An update of an event already waiting: it waits behind it, in order.
+            waiting.push(e);
+            self.held_count += 1;
+            return None;
+        }
+        match self.resolve(ns, &r.kind, &r.name) {
+            Some(w) => {
+                e.workload = w;
+                Some(e)
+            }
+            None if self.held_count < MAX_HELD => {
+                // Until its resource has listed, an event waits for the list; then HOLD more.
+                let listed = watched(&r.kind).is_some_and(|res| self.listing[slot(res)] == Some(0));
+                if listed {
+                    self.deadlines.push_back((now + HOLD, k));
+                }
+                self.held.insert(k, vec![e]);
+                self.held_count += 1;
+                None
+            }
+            None => Some(e),
+        }
+    }
+
+    /// The workload of an object; `None` when the object is one a watch should deliver and has
+    /// not (yet). An owner further up that is not known ends the chain.
+    fn resolve(&self, namespace: &str, kind: &str, name: &str) -> Option<Workload> {
+        let (mut kind, mut name) = (kind, name);
+        for depth in 0..MAX_DEPTH {
+            match self.owners.get(&key(namespace, kind, name)) {
+                Some(Known {
+                    owner: Some((k, n)),
+                    ..
+                }) => (kind, name) = (k, n),
+                None if depth == 0 && self.awaits(kind, name) => return None,
+                Some(Known { owner: None, .. }) | None => break,
+            }
+        }
+        Some(Workload {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Whether an unknown object of `kind` is one a watch will deliver.
+    fn awaits(&self, kind: &str, name: &str) -> bool {
+        !name.is_empty() && watched(kind).is_some_and(|r| self.listing[slot(r)].is_some())
+    }
+
+    /// Whether `e`'s object is still unknown and one a watch will deliver.
+    fn awaited(&self, e: &Event) -> bool {
+        let r = &e.regarding;
+        let ns = if r.namespace.is_empty() {
+            &e.namespace
+        } else {
+            &r.namespace
+        };
+        self.awaits(&r.kind, &r.name) && !self.owners.contains_key(&key(ns, &r.kind, &r.name))
+    }
+
+    /// Takes in a listed, added or updated object; returns the events that waited for it.
+    pub fn applied(&mut self, object: &KubeObject) -> Vec<Box<Event>> {
+        let id = object.id();
+        if matches!(object, KubeObject::Deployment(_)) && id.owner.is_none() {
+            // A Deployment is its own workload: nothing to remember.
+            return Vec::new();
+        }
+        let k = key(&id.namespace, id.kind, &id.name);
+        let owner = id
+            .owner
+            .as_ref()
+            .map(|o| (o.kind.as_str().into(), o.name.as_str().into()));
+        match self.owners.get_mut(&k) {
+            Some(known) => {
+                if known.owner.as_ref().map(|(a, b)| (&**a, &**b))
+                    != owner
+                        .as_ref()
+                        .map(|(a, b): &(Box<str>, Box<str>)| (&**a, &**b))
+                {
+                    known.owner = owner;
+                }
+                known.deleted = None;
+            }
+            None => {
+                self.owners.insert(
+                    k,
+                    Known {
+                        owner,
+                        deleted: None,
+                    },
+                );
+            }
+        }
+        self.release(k)
+    }
+
+    /// The events waiting for object `k`, their workloads filled in.
+    #[allow(clippy::vec_box)]
+    fn release(&mut self, k: u64) -> Vec<Box<Event>> {
+        let Some(mut events) = self.held.remove(&k) else {
+            return Vec::new();
+        };
+        self.held_count -= events.len();
+        for e in &mut events {
+            let r = &e.regarding;
+            let ns = if r.namespace.is_empty() {
+                &e.namespace
+            } else {
+                &r.namespace
+            };
+            e.workload = self.resolve(ns, &r.kind, &r.name).unwrap_or_default();
+        }
+        events
+    }
+
+    /// An object was deleted: its owner stays a while for the Events still to come about it.
+    pub fn deleted(&mut self, object: &KubeObject, now: Instant) {
+        let id = object.id();
+        if let Some(known) = self.owners.get_mut(&key(&id.namespace, id.kind, &id.name)) {
+            known.deleted = Some(now);
+        }
+        if let KubeObject::Pod(p) = object {
+            self.pods.remove(&(crate::event::uid_key(&p.id.uid) as u64));
+        }
+    }
+
+    /// A stream of `resource` has listed (or is refused, `refused`): once all have, what still
+    /// waits for such objects waits [`HOLD`] more at most.
+    pub fn listed(&mut self, resource: Resource, refused: bool, now: Instant) -> Vec<Box<Event>> {
+        let s = slot(resource);
+        if refused {
+            self.listing[s] = None;
+        } else if let Some(left) = &mut self.listing[s] {
+            *left = left.saturating_sub(1);
+            if *left > 0 {
+                return Vec::new();
+            }
+        }
+        let waiting: Vec<u64> = self.held.keys().copied().collect();
+        let mut released = Vec::new();
+        for k in waiting {
+            let Some(first) = self.held.get(&k).and_then(|v| v.first()) else {
+                continue;
+            };
+            if self.awaited(first) {
+                self.deadlines.push_back((now + HOLD, k));
+            } else {
+                released.extend(self.release(k));
+            }
+        }
+        released
+    }
+
+    /// Events whose wait has ended, without a workload; and deleted objects forgotten.
+    pub fn expired(&mut self, now: Instant) -> Vec<Box<Event>> {
+        let mut released = Vec::new();
+        while let Some(&(at, k)) = self.deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            released.extend(self.release(k));
+        }
+        released
+    }
+
+    /// Forgets objects deleted longer than [`TOMBSTONE`] ago.
+    pub fn sweep(&mut self, now: Instant) {
+        self.owners.retain(|_, known| {
+            known
+                .deleted
+                .is_none_or(|at| now.saturating_duration_since(at) < TOMBSTONE)
+        });
+    }
+
+    /// What a Pod's or Deployment's update derives, given what the ledger knows.
+    pub fn derive(&mut self, object: &KubeObject, listed: bool, ledger: &Ledger) -> Derived {
+        let mut out = Derived::default();
+        match object {
+            KubeObject::Pod(pod) => {
+                let pod_key = crate::event::uid_key(&pod.id.uid) as u64;
+                let print = fingerprint(pod);
+                let seen = self.pods.insert(pod_key, print);
+                if seen == Some(print) {
+                    return out;
+                }
+                // Never seen by any process: what it shows happened before the exporter could.
+                let first_sight = listed && seen.is_none() && !self.watched_before;
+                let workload = self
+                    .resolve(&pod.id.namespace, "Pod", &pod.id.name)
+                    .unwrap_or_default();
+                for c in &pod.containers {
+                    derive_container(pod, c, first_sight, &workload, ledger, &mut out);
+                }
+            }
+            KubeObject::Deployment(d) => {
+                let first_sight = listed && !self.watched_before;
+                derive_rollout(d, first_sight, ledger, &mut out);
+            }
+            KubeObject::Owned(_) => {}
+        }
+        out
+    }
+}
+
+/// A cheap digest of what derivation reads of a Pod.
+fn fingerprint(pod: &Pod) -> u64 {
+    let mut parts: Vec<String> = Vec::with_capacity(pod.containers.len());
+    for c in &pod.containers {
+        let t = |t: &Option<Termination>| {
+            t.as_ref()
+                .map(|t| format!("{}:{}:{:?}", t.reason, t.exit_code, t.finished_at))
+                .unwrap_or_default()
+        };
+        parts.push(format!(
+            "{}:{}:{}:{}",
+            c.name,
+            c.restarts,
+            t(&c.last),
+            t(&c.current)
+        ));
+    }
+    stable_hash(parts.iter().map(String::as_str))
+}
+
+/// The uid of a derived record: one per (object, container, reason).
+pub fn derived_uid(object_uid: &str, container: Option<&str>, reason: &str) -> String {
+    match container {
+        Some(c) => format!("{object_uid}/{c}/{reason}"),
+        None => format!("{object_uid}/{reason}"),
+    }
+}
+
+/// Every ledger uid a deleted object leaves (its derived records and marks).
+pub fn derived_uids(object: &KubeObject) -> Vec<String> {
+    match object {
+        KubeObject::Pod(p) => p
+            .containers
+            .iter()
+            .flat_map(|c| {
+                [RESTARTED, OOM_KILLED, OOM_MARK]
+                    .map(|reason| derived_uid(&p.id.uid, Some(&c.name), reason))
+            })
+            .collect(),
+        KubeObject::Deployment(d) => [STUCK, STUCK_MARK]
+            .map(|reason| derived_uid(&d.id.uid, None, reason))
+            .to_vec(),
+        KubeObject::Owned(_) => Vec::new(),
+    }
+}
+
+pub const RESTARTED: &str = "ContainerRestarted";
+pub const OOM_KILLED: &str = "ContainerOOMKilled";
+pub const STUCK: &str = "RolloutStuck";
+/// The mark of the last OOM-killed termination counted: its number (a container's n-th run
+/// ends in its n-th termination; `lastState` at restart count R is the R-th).
+const OOM_MARK: &str = "ContainerOOMKilled.termination";
+/// The mark of the last stuck rollout counted: its revision.
+const STUCK_MARK: &str = "RolloutStuck.revision";
+
+fn derived_event(
+    id: &crate::source::objects::Identity,
+    uid: String,
+    reason: &str,
+    field_path: String,
+    message: String,
+    count: u64,
+    at: Option<Timestamp>,
+) -> Box<Event> {
+    let now = Timestamp::now();
+    let last_seen = at.unwrap_or(now);
+    Box::new(Event {
+        name: uid.clone(),
+        uid,
+        namespace: id.namespace.clone(),
+        resource_version: id.resource_version.clone(),
+        regarding: ObjectRef {
+            kind: id.kind.to_owned(),
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
+            uid: id.uid.clone(),
+            api_version: if id.kind == "Pod" { "v1" } else { "apps/v1" }.to_owned(),
+            field_path,
+        },
+        reason: reason.to_owned(),
+        type_: EventType::Warning,
+        message,
+        count,
+        first_seen: id.created.unwrap_or(last_seen).min(last_seen),
+        last_seen,
+        source: SOURCE.to_owned(),
+        host: String::new(),
+        reporting_instance: String::new(),
+        action: String::new(),
+        workload: Workload::default(),
+    })
+}
+
+fn derive_container(
+    pod: &Pod,
+    c: &Container,
+    first_sight: bool,
+    workload: &Workload,
+    ledger: &Ledger,
+    out: &mut Derived,
+) {
+    let field_path = if c.init {
+        format!("spec.initContainers{{{}}}", c.name)
+    } else {
+        format!("spec.containers{{{}}}", c.name)
+    };
+    let restarts = c.restarts;
+    let restart_uid = derived_uid(&pod.id.uid, Some(&c.name), RESTARTED);
+    let before = ledger.count(&restart_uid);
+    if restarts > 0 && before.is_none_or(|b| restarts > b) {
+        let why = c.last.as_ref().map_or_else(String::new, |t| {
+            format!(
+                ": exit code {} ({}){}",
+                t.exit_code,
+                if t.reason.is_empty() {
+                    "unknown"
+                } else {
+                    &t.reason
+                },
+                t.finished_at
+                    .map_or_else(String::new, |at| format!(" at {at}"))
+            )
+        });
+        let message = format!("container {} restarted (restart {restarts}){why}", c.name);
+        let at = c.last.as_ref().and_then(|t| t.finished_at);
+        let mut e = derived_event(
+            &pod.id,
+            restart_uid,
+            RESTARTED,
+            field_path.clone(),
+            message,
+            restarts,
+            at,
+        );
+        e.host.clone_from(&pod.node);
+        e.workload = workload.clone();
+        out.events.push((e, if first_sight { restarts } else { 0 }));
+    }
+    // The newest OOM-killed termination visible: the one before the current run, or the
+    // current one of a container that will not run again.
+    let oom = |t: &Option<Termination>| t.as_ref().filter(|t| t.reason == "OOMKilled").cloned();
+    let candidate = oom(&c.current)
+        .filter(|_| pod.never_restarts)
+        .map(|t| (restarts + 1, t))
+        .or_else(|| oom(&c.last).map(|t| (restarts, t)));
+    let Some((number, t)) = candidate else {
+        return;
+    };
+    let mark_uid = derived_uid(&pod.id.uid, Some(&c.name), OOM_MARK);
+    let mark = ledger.count(&mark_uid);
+    if mark.is_some_and(|m| number <= m) {
+        return;
+    }
+    let oom_uid = derived_uid(&pod.id.uid, Some(&c.name), OOM_KILLED);
+    let count = ledger.count(&oom_uid).unwrap_or(0) + 1;
+    let message = format!(
+        "container {} was OOM-killed (exit code {}), restart {restarts}",
+        c.name, t.exit_code
+    );
+    let mut e = derived_event(
+        &pod.id,
+        oom_uid,
+        OOM_KILLED,
+        field_path,
+        message,
+        count,
+        t.finished_at,
+    );
+    e.host.clone_from(&pod.node);
+    e.workload = workload.clone();
+    out.events.push((e, if first_sight { count } else { 0 }));
+    out.marks.push((mark_uid, number));
+}
+
+fn derive_rollout(d: &Deployment, first_sight: bool, ledger: &Ledger, out: &mut Derived) {
+    let Some((condition, at)) = &d.stuck else {
+        return;
+    };
+    let mark_uid = derived_uid(&d.id.uid, None, STUCK_MARK);
+    if ledger.count(&mark_uid).is_some_and(|m| d.revision <= m) {
+        return;
+    }
+    let uid = derived_uid(&d.id.uid, None, STUCK);
+    let count = ledger.count(&uid).unwrap_or(0) + 1;
+    let message = format!("rollout of revision {} is stuck: {condition}", d.revision);
+    let mut e = derived_event(&d.id, uid, STUCK, String::new(), message, count, *at);
+    e.workload = Workload {
+        kind: "Deployment".into(),
+        name: d.id.name.clone(),
+    };
+    out.events.push((e, if first_sight { count } else { 0 }));
+    out.marks.push((mark_uid, d.revision));
+}
