@@ -14,6 +14,7 @@ mod support;
 
 mod alerts;
 mod cli;
+mod fake_objects;
 mod faults;
 mod history;
 mod kit;
