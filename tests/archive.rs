@@ -501,6 +501,7 @@ fn app(archive: Archive) -> Router {
         metrics: std::sync::Arc::new(Metrics::new()),
         health: std::sync::Arc::new(Health::new(Duration::from_secs(60))),
         archive,
+        auth: None,
     })
 }
 
