@@ -18,7 +18,7 @@ use crate::{
     config::{Config, InputConfig},
     event::{micros, unix_secs},
     health::Health,
-    http::{AppState, server::HttpServer},
+    http::{AppState, auth::Authorizer, server::HttpServer},
     metrics::Metrics,
     pipeline::{Consumers, Pipeline, ledger::Ledger},
     source::{
@@ -38,6 +38,9 @@ pub enum StartError {
     },
     #[error(transparent)]
     NoCredentials(ConnectError),
+    /// `--auth kubernetes` has no client to review requests with.
+    #[error("--auth kubernetes needs Kubernetes credentials: {0}")]
+    NoAuthCredentials(#[source] ConnectError),
     /// The archive file could not be opened or created: exit status 2.
     #[error("invalid value for --archive-path: {0}")]
     ArchiveRejected(#[source] ArchiveError),
@@ -189,6 +192,7 @@ impl Parts {
                 metrics,
                 health,
                 archive,
+                auth: None,
             },
         })
     }
@@ -220,6 +224,16 @@ impl App {
             },
             InputConfig::Replay(path) => Input::Replay(path.clone()),
         };
+        // Access reviews go through the watch's client, or kube's inference under --replay.
+        let auth_client = match (&config.auth, &input) {
+            (None, _) => None,
+            (Some(_), Input::Kube { client, .. }) => Some(client.clone()),
+            (Some(_), Input::Replay(_)) => Some(
+                source::kube::connect(None, None, config.watch.watch_timeout)
+                    .await
+                    .map_err(StartError::NoAuthCredentials)?,
+            ),
+        };
         let archive = Archive::open_with(&config.archive.path, config.archive.on_corruption)
             .map_err(StartError::ArchiveRejected)?;
         // The stream count is known before the source exists: the pipeline needs it.
@@ -228,6 +242,13 @@ impl App {
             Input::Replay(_) => 1,
         };
         let mut parts = Parts::build(&config, archive, streams)?;
+        if let (Some(settings), Some(client)) = (&config.auth, auth_client) {
+            parts.state.auth = Some(Arc::new(Authorizer::new(
+                client,
+                settings.clone(),
+                parts.state.metrics.clone(),
+            )));
+        }
         let checkpoints = std::mem::take(&mut parts.checkpoints);
         let source = Source::new(input, checkpoints, parts.source_ctx.clone());
         debug_assert_eq!(source.stream_count(), streams);

@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use crate::{
     alerting::{AlertSettings, Alertmanager},
     archive::{OnCorruption, limits::ArchiveLimits, writer::WriterSettings},
+    http::auth::AuthSettings,
     rules::{Rules, is_label_name},
     source::kube::{EventsApi, KubeSettings},
     util::units::{ByteSize, HumanDuration},
@@ -22,6 +23,15 @@ pub enum CorruptionPolicy {
     Fail,
     /// Rename the file to `<path>.damaged-<unix seconds>` and start a new archive.
     MoveAside,
+}
+
+/// `--auth`: who may read the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Anyone who reaches the port reads every namespace.
+    None,
+    /// A bearer token checked with a TokenReview; each namespace with a SubjectAccessReview.
+    Kubernetes,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -237,6 +247,19 @@ pub struct Args {
     /// YAML file with rules (drop events, choose and shape alerts) and archive limits.
     #[arg(long, env = "KEE_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// Who may read the history (/api/v1/events and the page; /metrics and the probes stay
+    /// open): `none`, anyone who reaches the port; `kubernetes`, a bearer token checked with a
+    /// TokenReview, and only the namespaces where a SubjectAccessReview lets its user list
+    /// events. Uses the exporter's kube credentials (with --replay, kube's inference).
+    #[arg(long, env = "KEE_AUTH", value_name = "MODE", value_enum, default_value_t = AuthMode::None)]
+    pub auth: AuthMode,
+
+    /// With --auth kubernetes: take the user from X-Forwarded-User and the groups from
+    /// X-Forwarded-Groups (comma-separated) when present, instead of a token. Safe only when
+    /// nothing but the proxy that sets them can reach the exporter.
+    #[arg(long, env = "KEE_AUTH_TRUSTED_PROXY_HEADERS")]
+    pub auth_trusted_proxy_headers: bool,
 }
 
 /// Where events come from.
@@ -270,6 +293,8 @@ pub struct Config {
     /// `None`: forwarding off.
     pub alerting: Option<AlertSettings>,
     pub rules: Rules,
+    /// `None`: `--auth none`.
+    pub auth: Option<AuthSettings>,
 }
 
 /// Where and how events are archived.
@@ -317,7 +342,20 @@ impl TryFrom<Args> for Config {
         if args.ledger_ttl.0 < Duration::from_secs(60) {
             return Err(invalid("--ledger-ttl", "must be at least 1m"));
         }
+        let auth = match args.auth {
+            AuthMode::Kubernetes => Some(AuthSettings {
+                trusted_proxy_headers: args.auth_trusted_proxy_headers,
+            }),
+            AuthMode::None if args.auth_trusted_proxy_headers => {
+                return Err(invalid(
+                    "--auth-trusted-proxy-headers",
+                    "only with --auth kubernetes",
+                ));
+            }
+            AuthMode::None => None,
+        };
         Ok(Self {
+            auth,
             listen: args.listen,
             watch: KubeSettings {
                 api: args.events_api,
@@ -551,6 +589,11 @@ mod tests {
             (&["--replay", "/no/such/file"], "--replay"),
             (&["--kubeconfig", "/no/such/file"], "--kubeconfig"),
             (&["--log-format", "xml"], "--log-format"),
+            (&["--auth", "rbac"], "--auth"),
+            (
+                &["--auth-trusted-proxy-headers"],
+                "--auth-trusted-proxy-headers",
+            ),
             (&["--watch-timeout", "soon"], "--watch-timeout"),
             (&["--archive-path", "/no/such/dir/a.redb"], "--archive-path"),
             (&["--archive-retention", "30s"], "--archive-retention"),
@@ -642,6 +685,19 @@ mod tests {
             [3, 500, 200, 9]
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn auth_is_off_unless_asked_for() {
+        assert_eq!(parse(&[]).unwrap().auth, None);
+        assert_eq!(
+            parse(&["--auth", "kubernetes", "--auth-trusted-proxy-headers"])
+                .unwrap()
+                .auth,
+            Some(AuthSettings {
+                trusted_proxy_headers: true
+            })
+        );
     }
 
     #[test]

@@ -502,6 +502,7 @@ fn app(archive: Archive) -> Router {
         metrics: std::sync::Arc::new(Metrics::new()),
         health: std::sync::Arc::new(Health::new(Duration::from_secs(60))),
         archive,
+        auth: None,
     })
 }
 
@@ -1003,4 +1004,61 @@ async fn a_page_of_a_hundred_typical_events_weighs_under_60_kb() {
     let html = get(&app(archive), "/", None).await.body;
     assert_eq!(tbody(&html).matches("<tr").count(), 100);
     assert!(html.len() <= 60_000, "{} bytes", html.len());
+}
+
+/// Access control's namespace set: pages and cursors cover exactly the permitted records,
+/// whether the set is empty, one namespace, merged (a few) or filtered from the time index
+/// (more than the merge takes), alone or with other filters; the archive lists its namespaces.
+#[test]
+fn a_permitted_namespace_set_limits_every_page_and_cursor() {
+    use std::{collections::BTreeSet, sync::Arc};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    let events: Vec<Event> = (0..5_000)
+        .map(|i| event(i, base() + Duration::from_secs(i % 1_700)))
+        .collect();
+    commit_all(&archive, &events);
+    let all: Vec<String> = (0..20).map(|n| format!("ns-{n}")).collect();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(archive.namespaces().expect("namespaces"), sorted);
+    let many: BTreeSet<String> = (0..5)
+        .map(|n| format!("ns-{n}"))
+        .chain((0..70).map(|n| format!("absent-{n}")))
+        .collect();
+    for set in [
+        BTreeSet::new(),
+        BTreeSet::from(["ns-3".to_owned()]),
+        BTreeSet::from(["ns-3".to_owned(), "ns-7".to_owned(), "ns-11".to_owned()]),
+        all.iter().cloned().collect(),
+        many,
+    ] {
+        for filters in [
+            vec![("limit", "7".to_owned())],
+            vec![("limit", "5".to_owned()), ("reason", "BackOff".to_owned())],
+            vec![("limit", "3".to_owned()), ("type", "Warning".to_owned())],
+            vec![
+                ("limit", "2".to_owned()),
+                ("kind", "Pod".to_owned()),
+                ("name", "obj-3".to_owned()),
+            ],
+        ] {
+            let mut q = query(&filters);
+            let plain = q.clone();
+            q.namespaces = Some(Arc::new(set.clone()));
+            let want = expected(&events, |e| {
+                set.contains(&e.namespace)
+                    && plain.reason.as_ref().is_none_or(|r| *r == e.reason)
+                    && plain.type_.is_none_or(|t| t == e.type_)
+                    && plain.kind.as_ref().is_none_or(|k| *k == e.regarding.kind)
+                    && plain.name.as_ref().is_none_or(|n| *n == e.regarding.name)
+            });
+            assert_eq!(
+                walk(&archive, q),
+                want,
+                "{} namespaces, {filters:?}",
+                set.len()
+            );
+        }
+    }
 }

@@ -1366,6 +1366,7 @@ proptest! {
             limit: q.limit.unwrap_or(kube_event_exporter::archive::query::DEFAULT_LIMIT),
             cursor: q.cursor,
             table: q.table.unwrap_or(false),
+            namespaces: None,
         };
         let mut pairs: Vec<(String, String)> = [
             ("namespace", namespace),

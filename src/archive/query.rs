@@ -2,6 +2,8 @@
 //! with a cursor for the next page. The most selective index for the filters is scanned in
 //! reverse key order, so a page touches about `limit` rows.
 
+use std::{collections::BTreeSet, iter::Peekable, sync::Arc};
+
 use jiff::Timestamp;
 use redb::ReadableDatabase;
 
@@ -24,6 +26,11 @@ const MAX_VALUE_LEN: usize = 253;
 /// rarely matches cannot turn one request into a scan of the whole archive; its cursor resumes
 /// the scan.
 const MAX_SCANNED: usize = 50_000;
+
+/// Up to this many permitted namespaces are read by merging their [`BY_NAMESPACE`] ranges, so a
+/// page touches about `limit` rows however small their share of the archive; a larger set
+/// scans the time index and filters (such a user may read most of the archive anyway).
+const MAX_MERGED: usize = 64;
 
 /// A parameter a user got wrong; the message names it. Answered with 400.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -52,6 +59,10 @@ pub struct Query {
     pub cursor: Option<Cursor>,
     /// `format=table`.
     pub table: bool,
+    /// Access control: only records of these namespaces; `None` is every namespace. Never from
+    /// the query string: the HTTP layer sets it from the caller's permissions. It applies
+    /// inside the scan, so pages and cursors are those of the permitted records alone.
+    pub namespaces: Option<Arc<BTreeSet<String>>>,
 }
 
 /// A position in the newest-first `(last_seen, seq)` order: the next page starts strictly
@@ -204,6 +215,10 @@ impl Query {
             && self.type_.is_none_or(|t| t == e.type_)
             && eq(&self.workload_kind, &e.workload.kind)
             && eq(&self.workload, &e.workload.name)
+            && self
+                .namespaces
+                .as_ref()
+                .is_none_or(|allowed| allowed.contains(&e.namespace))
     }
 }
 
@@ -240,26 +255,49 @@ impl Archive {
         if q.cursor.is_some_and(|c| (c.last_seen, c.seq) == (0, 0)) || top < since {
             return Ok(Page::default());
         }
+        // Access control: one permitted namespace is a namespace filter; several are merged.
+        let permitted = match (&q.namespace, &q.namespaces) {
+            (None, Some(set)) if set.is_empty() => return Ok(Page::default()),
+            (None, Some(set)) if set.len() == 1 => set.first().cloned(),
+            _ => None,
+        };
+        let namespace = q.namespace.as_ref().or(permitted.as_ref());
         // Candidates as (last_seen, seq), newest first, from the most selective index.
-        let keyed = match (&q.namespace, &q.kind, &q.name, &q.reason) {
+        let keyed = match (namespace, &q.kind, &q.name, &q.reason) {
             (Some(ns), Some(kind), Some(name), _) => Some((BY_OBJECT, object_key(ns, kind, name))),
             (Some(ns), ..) => Some((BY_NAMESPACE, name_key(ns))),
             (None, _, _, Some(reason)) => Some((BY_REASON, name_key(reason))),
             _ => None,
         };
-        let candidates: Box<dyn Iterator<Item = Result<(u64, u64)>>> =
-            if let Some((index, key)) = keyed {
-                let t = txn.open_table(index)?;
+        let merged = match (namespace, &q.namespaces) {
+            (None, Some(set)) if set.len() <= MAX_MERGED => Some(set),
+            _ => None,
+        };
+        let candidates: Candidates = if let Some(set) = merged {
+            let t = txn.open_table(BY_NAMESPACE)?;
+            let mut streams = Vec::with_capacity(set.len());
+            for ns in set.iter() {
+                let key = name_key(ns);
                 let range = t.range((key, since, 0)..=(key, top, top_seq))?;
-                Box::new(range.rev().map(|r| {
+                let stream: Candidates = Box::new(range.rev().map(|r| {
                     let (_, ts, seq) = r?.0.value();
                     Ok((ts, seq))
-                }))
-            } else {
-                let t = txn.open_table(BY_TIME)?;
-                let range = t.range((since, 0)..=(top, top_seq))?;
-                Box::new(range.rev().map(|r| Ok(r?.0.value())))
-            };
+                }));
+                streams.push(stream.peekable());
+            }
+            newest_first(streams)
+        } else if let Some((index, key)) = keyed {
+            let t = txn.open_table(index)?;
+            let range = t.range((key, since, 0)..=(key, top, top_seq))?;
+            Box::new(range.rev().map(|r| {
+                let (_, ts, seq) = r?.0.value();
+                Ok((ts, seq))
+            }))
+        } else {
+            let t = txn.open_table(BY_TIME)?;
+            let range = t.range((since, 0)..=(top, top_seq))?;
+            Box::new(range.rev().map(|r| Ok(r?.0.value())))
+        };
         let mut page = Page::default();
         for (scanned, candidate) in candidates.enumerate() {
             let (ts, seq) = candidate?;
@@ -287,6 +325,50 @@ impl Archive {
             page.items.push(event);
         }
         Ok(page)
+    }
+}
+
+/// Index rows as `(last_seen, seq)`, newest first.
+type Candidates = Box<dyn Iterator<Item = Result<(u64, u64)>>>;
+
+/// Merges newest-first streams into one newest-first stream; an error comes out as soon as it
+/// is at the head of its stream.
+fn newest_first(mut streams: Vec<Peekable<Candidates>>) -> Candidates {
+    Box::new(std::iter::from_fn(move || {
+        let mut best: Option<(usize, (u64, u64))> = None;
+        for (i, stream) in streams.iter_mut().enumerate() {
+            match stream.peek() {
+                Some(Err(_)) => return stream.next(),
+                Some(Ok(key)) if best.is_none_or(|(_, b)| *key > b) => best = Some((i, *key)),
+                None | Some(Ok(_)) => {}
+            }
+        }
+        best.and_then(|(i, _)| streams[i].next())
+    }))
+}
+
+impl Archive {
+    /// The namespaces that have archived records, sorted: a skip scan of [`BY_NAMESPACE`], one
+    /// index seek and one record read per namespace. Two namespaces whose keys collide show
+    /// as one (the one whose record is read): a reader permitted only the other misses it,
+    /// never sees more than permitted.
+    pub fn namespaces(&self) -> Result<Vec<String>> {
+        let txn = self.db()?.begin_read()?;
+        let index = txn.open_table(BY_NAMESPACE)?;
+        let records = txn.open_table(RECORDS)?;
+        let mut found = BTreeSet::new();
+        let mut from = 0;
+        while let Some(row) = index.range((from, 0, 0)..)?.next() {
+            let (key, _, seq) = row?.0.value();
+            if let Some(bytes) = records.get(seq)? {
+                found.insert(record::decode(bytes.value())?.namespace);
+            }
+            match key.checked_add(1) {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        Ok(found.into_iter().collect())
     }
 }
 

@@ -1,7 +1,10 @@
 //! The HTTP server: `/metrics`, `/healthz`, `/readyz`, the archive API `/api/v1/events`
 //! (JSON, or a kubectl-style [`table`]) and the history [`page`] at `/`. It only reads shared
-//! state. The [`server`] bounds what clients can hold: connections, time and memory.
+//! state. The [`server`] bounds what clients can hold: connections, time and memory. With
+//! [`auth`], the history (API and page) answers only what the caller's RBAC lets them read;
+//! `/metrics` and the probes stay open.
 
+pub mod auth;
 pub mod page;
 pub mod server;
 pub mod table;
@@ -19,6 +22,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tracing::error;
 
+use self::auth::{AuthError, Authorizer};
 use crate::{
     archive::{
         Archive, ArchiveError,
@@ -38,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub archive: Archive,
+    /// `None`: `--auth none`, everyone reads everything.
+    pub auth: Option<Arc<Authorizer>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -59,6 +65,8 @@ pub enum ApiError {
     InvalidQuery(#[from] InvalidQuery),
     #[error(transparent)]
     ArchiveFailed(#[from] ArchiveError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 #[derive(Serialize)]
@@ -75,10 +83,16 @@ impl ApiError {
             Self::ArchiveFailed(ArchiveError::Closed | ArchiveError::Busy) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::ArchiveFailed(e) => {
+            Self::ArchiveFailed(e) | Self::Auth(AuthError::ArchiveFailed(e)) => {
                 error!(error = %e, "Archive query failed.");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            Self::Auth(AuthError::NoCredentials | AuthError::TokenRejected) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Auth(AuthError::Forbidden { .. }) => StatusCode::FORBIDDEN,
+            // Logged by the authorizer when reviews start failing.
+            Self::Auth(AuthError::ReviewFailed { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -86,14 +100,52 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        (
-            status,
-            Json(ErrorBody {
-                error: self.to_string(),
-            }),
+        challenge(
+            (
+                status,
+                Json(ErrorBody {
+                    error: self.to_string(),
+                }),
+            )
+                .into_response(),
         )
-            .into_response()
     }
+}
+
+/// A 401 tells the client how to authenticate (RFC 6750).
+fn challenge(mut response: Response) -> Response {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+/// With access control on: who the request is (a 401 or 503 before anything else is read).
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<auth::User>>, ApiError> {
+    match &state.auth {
+        Some(auth) => Ok(Some(auth.authenticate(headers).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Limits `q` to what `user` may read (a 403 for a namespace not permitted).
+async fn restrict(
+    state: &AppState,
+    user: Option<&auth::User>,
+    q: &mut Query,
+) -> Result<(), ApiError> {
+    if let (Some(auth), Some(user)) = (&state.auth, user) {
+        q.namespaces = auth
+            .permitted(user, q.namespace.as_deref(), &state.archive)
+            .await?;
+    }
+    Ok(())
 }
 
 /// One archived event as the API shows it.
@@ -177,8 +229,10 @@ async fn events(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let user = authenticate(&state, &headers).await?;
     let now = Timestamp::now();
     let mut q = Query::parse(&form_pairs(raw.as_deref())?, now)?;
+    restrict(&state, user.as_deref(), &mut q).await?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -201,8 +255,16 @@ async fn events(
 
 /// The history page: the API's parameters (an empty one is no filter), rendered as HTML with
 /// the API's status codes; a refused query shows its message next to the form.
-async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+async fn history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let now = Timestamp::now();
+    let user = match authenticate(&state, &headers).await {
+        Ok(user) => user,
+        Err(e) => return challenge(page::response(&page::Params::default(), &Err(e), now)),
+    };
     let (params, query) = match form_pairs(raw.as_deref()) {
         Ok(pairs) => {
             let params = page::Params::new(pairs);
@@ -212,7 +274,10 @@ async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resp
         Err(e) => (page::Params::default(), Err(e)),
     };
     let answer = match query {
-        Ok(q) => run_query(&state.archive, q).await,
+        Ok(mut q) => match restrict(&state, user.as_deref(), &mut q).await {
+            Ok(()) => run_query(&state.archive, q).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e.into()),
     };
     page::response(&params, &answer, now)

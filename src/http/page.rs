@@ -168,6 +168,8 @@ pub enum Outcome<'a> {
     BadQuery(&'a str),
     /// The archive could not answer (5xx): what failed.
     Failed(&'a str),
+    /// Access control refused the request (401, 403): why.
+    Denied(&'a str),
 }
 
 /// The page for `answer` as an HTTP response, with the API's status codes.
@@ -179,7 +181,8 @@ pub fn response(params: &Params, answer: &Result<Page, ApiError>, now: Timestamp
             message = e.to_string();
             let outcome = match e {
                 ApiError::InvalidQuery(_) => Outcome::BadQuery(&message),
-                ApiError::ArchiveFailed(_) => Outcome::Failed(&message),
+                ApiError::Auth(_) if e.status().is_client_error() => Outcome::Denied(&message),
+                ApiError::ArchiveFailed(_) | ApiError::Auth(_) => Outcome::Failed(&message),
             };
             (e.status(), outcome)
         }
@@ -222,6 +225,7 @@ fn write_page(
             Outcome::Page(_) => "",
             Outcome::BadQuery(_) => "Bad query · ",
             Outcome::Failed(_) => "Unavailable · ",
+            Outcome::Denied(_) => "Not allowed · ",
         }
     )?;
     write_form(out, params)?;
@@ -237,6 +241,13 @@ fn write_page(
             out,
             "<p class=error role=alert><strong>The archive cannot answer now:</strong> {}. \
              Try again in a moment.</p>",
+            Esc(message)
+        )?,
+        Outcome::Denied(message) => writeln!(
+            out,
+            "<p class=error role=alert><strong>You may not read this:</strong> {}. \
+             Sign in again, or ask for access to the namespace, or <a href=\"./\">see what \
+             you may read</a>.</p>",
             Esc(message)
         )?,
     }

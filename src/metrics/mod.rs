@@ -236,6 +236,16 @@ struct ResourceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReviewLabel {
+    review: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
 }
@@ -277,6 +287,56 @@ impl WatchEventType {
             Self::Deleted => "DELETED",
             Self::Bookmark => "BOOKMARK",
             Self::Error => "ERROR",
+        }
+    }
+}
+
+/// What access control (`--auth kubernetes`) answered one request to the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthDecision {
+    Allowed,
+    /// 403: a namespace asked for is not permitted.
+    Denied,
+    /// 401: no credentials, or a token the API server did not accept.
+    Unauthenticated,
+    /// 503: a review failed; nothing was answered.
+    Error,
+}
+
+impl AuthDecision {
+    pub const ALL: [Self; 4] = [
+        Self::Allowed,
+        Self::Denied,
+        Self::Unauthenticated,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// A review the exporter asks the Kubernetes API for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Review {
+    /// `TokenReview`: who a bearer token is.
+    Token,
+    /// `SubjectAccessReview`: whether a user may list events in a namespace.
+    Access,
+}
+
+impl Review {
+    pub const ALL: [Self; 2] = [Self::Token, Self::Access];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "tokenreview",
+            Self::Access => "subjectaccessreview",
         }
     }
 }
@@ -347,6 +407,47 @@ pub struct Metrics {
     event_series: EventSeriesMetrics,
     archive: ArchiveMetrics,
     alerting: AlertingMetrics,
+    auth: AuthMetrics,
+}
+
+/// Access control's decisions and the reviews behind them.
+#[derive(Debug)]
+struct AuthMetrics {
+    decisions: [Counter; 4],
+    review_errors: [Counter; 2],
+    review_duration: [Histogram; 2],
+}
+
+impl AuthMetrics {
+    fn register(own: &mut Registry) -> Self {
+        let decisions: Family<ResultLabel, Counter> = register(
+            own,
+            "auth_decisions",
+            "Requests to the history under --auth kubernetes: allowed, denied (403), unauthenticated (401), error (503, a review failed)",
+        );
+        let errors: Family<ReviewLabel, Counter> = register(
+            own,
+            "auth_review_errors",
+            "TokenReviews and SubjectAccessReviews that failed (API server error, timeout, unreachable)",
+        );
+        // 1 ms to ~8 s: a review is a few ms; the exporter gives up after 5 s.
+        let duration = Family::<ReviewLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.001, 2.0, 14))) as fn() -> Histogram,
+        );
+        own.register_with_unit(
+            "auth_review_duration",
+            "Time of a TokenReview or SubjectAccessReview, failed ones included; decisions served from the cache make none",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let review = |r: Review| ReviewLabel { review: r.as_str() };
+        Self {
+            decisions: AuthDecision::ALL
+                .map(|d| child(&decisions, &ResultLabel { result: d.as_str() })),
+            review_errors: Review::ALL.map(|r| child(&errors, &review(r))),
+            review_duration: Review::ALL.map(|r| child(&duration, &review(r))),
+        }
+    }
 }
 
 /// The bound on `kube_events_total`'s series.
@@ -630,6 +731,7 @@ impl Metrics {
         let event_series = EventSeriesMetrics::register(own, max_series, workload_labels);
         let archive = ArchiveMetrics::register(own);
         let alerting = AlertingMetrics::register(own);
+        let auth = AuthMetrics::register(own);
 
         Self {
             registry,
@@ -652,6 +754,7 @@ impl Metrics {
             event_series,
             archive,
             alerting,
+            auth,
         }
     }
 
@@ -784,6 +887,20 @@ impl Metrics {
 
     pub fn alerts_active(&self, n: usize) {
         self.alerting.active.set(n as i64);
+    }
+
+    // ----- access control -----
+
+    pub fn auth_decided(&self, decision: AuthDecision) {
+        self.auth.decisions[decision as usize].inc();
+    }
+
+    /// A review took `seconds`; `failed`: it brought no answer.
+    pub fn auth_reviewed(&self, review: Review, seconds: f64, failed: bool) {
+        self.auth.review_duration[review as usize].observe(seconds);
+        if failed {
+            self.auth.review_errors[review as usize].inc();
+        }
     }
 
     // ----- exposition -----

@@ -493,3 +493,189 @@ async fn the_deployment_renders_into_valid_objects_that_match_the_binary() {
         .expect("PrometheusRule");
     assert_eq!(pr["metadata"]["namespace"], "kube-event-exporter");
 }
+
+/// A ClusterRole's rules as (apiGroup, resource, verb) triples.
+fn role_rules(role: &Value) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for r in role["rules"].as_array().expect("rules") {
+        let list = |k: &str| {
+            r[k].as_array()
+                .expect(k)
+                .iter()
+                .map(|v| v.as_str().expect("str").to_owned())
+                .collect::<Vec<_>>()
+        };
+        for g in list("apiGroups") {
+            for res in list("resources") {
+                for v in list("verbs") {
+                    out.insert((g.clone(), res.clone(), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The object of `kind` named `name`.
+fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// The exporter container's environment.
+fn exporter_env(objects: &[Value]) -> BTreeMap<String, String> {
+    object(objects, "Deployment", "kube-event-exporter")["spec"]["template"]["spec"]["containers"]
+        [0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").to_owned(),
+                e["value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A NetworkPolicy's ingress as (peer, port) pairs; a peer is `ns=<name>`, `pod=<name>` or
+/// both, from the `kubernetes.io/metadata.name` and `app.kubernetes.io/name` labels.
+fn admitted(policy: &Value) -> BTreeSet<(String, u64)> {
+    let mut out = BTreeSet::new();
+    for rule in policy["spec"]["ingress"].as_array().expect("ingress") {
+        let ports: Vec<u64> = rule["ports"]
+            .as_array()
+            .expect("ingress rules name their ports")
+            .iter()
+            .map(|p| p["port"].as_u64().expect("port"))
+            .collect();
+        let peers = rule["from"]
+            .as_array()
+            .expect("ingress rules name their sources: none admits everyone");
+        for peer in peers {
+            let ns =
+                peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str();
+            let pod = peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str();
+            assert!(ns.is_some() || pod.is_some(), "an unselective peer: {peer}");
+            let name = [
+                ns.map(|n| format!("ns={n}")),
+                pod.map(|p| format!("pod={p}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(",");
+            for port in &ports {
+                out.insert((name.clone(), *port));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn access_control_manifests_allow_exactly_what_the_readme_says() {
+    use k8s_openapi::api::{apps::v1 as apps, networking::v1 as net, rbac::v1 as rbac};
+    let pairs = |p: &[(&str, u64)]| -> BTreeSet<(String, u64)> {
+        p.iter().map(|(n, port)| ((*n).to_owned(), *port)).collect()
+    };
+    let reviews: BTreeSet<(String, String, String)> = [
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    ]
+    .iter()
+    .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
+    .collect();
+
+    // The base: no review rights, auth off, the port open to the monitoring and ingress-nginx
+    // namespaces only.
+    let base = kustomize("deploy");
+    let base_rules = role_rules(object(&base, "ClusterRole", "kube-event-exporter"));
+    assert!(base_rules.is_disjoint(&reviews), "{base_rules:?}");
+    assert!(!exporter_env(&base).contains_key("KEE_AUTH"));
+    assert_eq!(
+        admitted(object(&base, "NetworkPolicy", "kube-event-exporter")),
+        pairs(&[("ns=ingress-nginx", 9102), ("ns=monitoring", 9102)])
+    );
+
+    // The auth component adds exactly `create` on the two reviews and turns the flag on.
+    let with_auth = kustomize("deploy/with-auth");
+    assert_eq!(with_auth.len(), base.len());
+    let role = object(&with_auth, "ClusterRole", "kube-event-exporter");
+    round_trips::<rbac::ClusterRole>(role);
+    let added: BTreeSet<_> = role_rules(role).difference(&base_rules).cloned().collect();
+    assert_eq!(added, reviews);
+    assert!(role_rules(role).is_superset(&base_rules));
+    assert_eq!(exporter_env(&with_auth)["KEE_AUTH"], "kubernetes");
+
+    // The oauth2-proxy example: the exporter trusts the proxy's headers, so only the proxy
+    // (and Prometheus's pods, for /metrics) may reach it; the proxy only from ingress-nginx;
+    // the Ingress leads to the proxy, never straight to the exporter.
+    let example = kustomize("deploy/examples/oauth2-proxy");
+    for o in &example {
+        match o["kind"].as_str().expect("kind") {
+            "NetworkPolicy" => round_trips::<net::NetworkPolicy>(o),
+            "Ingress" => round_trips::<net::Ingress>(o),
+            "Deployment" => round_trips::<apps::Deployment>(o),
+            "ClusterRole" => round_trips::<rbac::ClusterRole>(o),
+            _ => {}
+        }
+    }
+    let env = exporter_env(&example);
+    assert_eq!(
+        (
+            env["KEE_AUTH"].as_str(),
+            env["KEE_AUTH_TRUSTED_PROXY_HEADERS"].as_str()
+        ),
+        ("kubernetes", "true")
+    );
+    assert_eq!(
+        role_rules(object(&example, "ClusterRole", "kube-event-exporter")),
+        role_rules(role)
+    );
+    assert_eq!(
+        admitted(object(&example, "NetworkPolicy", "kube-event-exporter")),
+        pairs(&[
+            ("ns=monitoring,pod=prometheus", 9102),
+            ("pod=oauth2-proxy", 9102)
+        ])
+    );
+    assert_eq!(
+        admitted(object(&example, "NetworkPolicy", "oauth2-proxy")),
+        pairs(&[("ns=ingress-nginx", 4180)])
+    );
+    let ingress = object(&example, "Ingress", "kube-event-exporter");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    for rule in ingress["spec"]["rules"].as_array().expect("rules") {
+        for path in rule["http"]["paths"].as_array().expect("paths") {
+            assert_eq!(path["backend"]["service"]["name"], "oauth2-proxy");
+        }
+    }
+    let proxy = &object(&example, "Deployment", "oauth2-proxy")["spec"]["template"]["spec"]["containers"]
+        [0];
+    let args: Vec<&str> = proxy["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("arg"))
+        .collect();
+    assert!(args.contains(&"--pass-user-headers=true"), "{args:?}");
+    assert!(
+        args.contains(&"--upstream=http://kube-event-exporter.kube-event-exporter.svc:9102/"),
+        "{args:?}"
+    );
+    // Every variable the manifests give the exporter is one of its flags.
+    let help = String::from_utf8(
+        Command::new(Exporter::binary())
+            .arg("--help")
+            .output()
+            .expect("help")
+            .stdout,
+    )
+    .expect("utf-8");
+    for name in env.keys() {
+        assert!(help.contains(&format!("env: {name}")), "{name}");
+    }
+}

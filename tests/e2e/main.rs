@@ -13,6 +13,7 @@
 mod support;
 
 mod alerts;
+mod auth;
 mod cli;
 mod fake_objects;
 mod faults;

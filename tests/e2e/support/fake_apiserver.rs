@@ -329,6 +329,8 @@ impl Shared {
 /// The running fake; stopped when dropped.
 pub struct FakeApiServer {
     pub addr: SocketAddr,
+    /// TokenReviews and SubjectAccessReviews: users, rules, faults.
+    pub reviews: Arc<super::fake_reviews::Reviews>,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -414,11 +416,22 @@ impl FakeApiServer {
             .await
             .expect("bind fake API server");
         let addr = listener.local_addr().expect("local addr");
-        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let reviews = Arc::new(super::fake_reviews::Reviews::default());
+        let intercept =
+            axum::middleware::from_fn_with_state(reviews.clone(), super::fake_reviews::intercept);
+        let app = Router::new()
+            .fallback(handle)
+            .layer(intercept)
+            .with_state(shared.clone());
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("fake API server");
         });
-        Self { addr, shared, task }
+        Self {
+            addr,
+            reviews,
+            shared,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {

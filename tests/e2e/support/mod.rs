@@ -8,6 +8,7 @@
 pub mod alertmanager;
 pub mod browser;
 pub mod fake_apiserver;
+pub mod fake_reviews;
 pub mod objects;
 pub mod operator_kit;
 
