@@ -225,12 +225,12 @@ impl Pipeline {
                 }
             }
             SourceMsg::Listed(resource) => {
-                for event in self.workloads.listed(resource, false, Instant::now()) {
+                for event in self.workloads.listed(resource, false) {
                     self.apply(event);
                 }
             }
             SourceMsg::Forbidden(resource) => {
-                for event in self.workloads.listed(resource, true, Instant::now()) {
+                for event in self.workloads.listed(resource, true) {
                     self.apply(event);
                 }
             }

@@ -65,6 +65,16 @@ fn watched(kind: &str) -> Option<Resource> {
     }
 }
 
+/// Which unknown objects an event waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Any of a watched resource: a watch event may bring it in a moment.
+    Watched,
+    /// Only of a resource still listing.
+    Listing,
+    Never,
+}
+
 fn slot(r: Resource) -> usize {
     match r {
         Resource::Pods => 0,
@@ -167,17 +177,28 @@ impl Workloads {
         }
     }
 
-    /// The workload of an object; `None` when the object is one a watch should deliver and has
-    /// not (yet). An owner further up that is not known ends the chain.
+    /// The workload of an object; `None` when an object of the chain is one a watch should
+    /// deliver and has not (yet): a Pod seen before its ReplicaSet. [`Self::resolve_known`]
+    /// ends the chain there instead.
     fn resolve(&self, namespace: &str, kind: &str, name: &str) -> Option<Workload> {
+        self.walk(namespace, kind, name, Wait::Watched)
+    }
+
+    /// The workload as far as the owners known now say (the chain ends at an unknown one).
+    fn resolve_known(&self, namespace: &str, kind: &str, name: &str) -> Workload {
+        self.walk(namespace, kind, name, Wait::Never)
+            .unwrap_or_default()
+    }
+
+    fn walk(&self, namespace: &str, kind: &str, name: &str, wait: Wait) -> Option<Workload> {
         let (mut kind, mut name) = (kind, name);
-        for depth in 0..MAX_DEPTH {
+        for _ in 0..MAX_DEPTH {
             match self.owners.get(&key(namespace, kind, name)) {
                 Some(Known {
                     owner: Some((k, n)),
                     ..
                 }) => (kind, name) = (k, n),
-                None if depth == 0 && self.awaits(kind, name) => return None,
+                None if self.awaits(kind, name, wait) => return None,
                 Some(Known { owner: None, .. }) | None => break,
             }
         }
@@ -187,20 +208,26 @@ impl Workloads {
         })
     }
 
-    /// Whether an unknown object of `kind` is one a watch will deliver.
-    fn awaits(&self, kind: &str, name: &str) -> bool {
-        !name.is_empty() && watched(kind).is_some_and(|r| self.listing[slot(r)].is_some())
+    /// Whether to wait for an unknown object of `kind`.
+    fn awaits(&self, kind: &str, name: &str, wait: Wait) -> bool {
+        let listing = watched(kind).and_then(|r| self.listing[slot(r)]);
+        !name.is_empty()
+            && match wait {
+                Wait::Watched => listing.is_some(),
+                Wait::Listing => listing.is_some_and(|left| left > 0),
+                Wait::Never => false,
+            }
     }
 
-    /// Whether `e`'s object is still unknown and one a watch will deliver.
-    fn awaited(&self, e: &Event) -> bool {
+    /// Whether `e` still waits for an object of its chain, with `wait`.
+    fn awaited(&self, e: &Event, wait: Wait) -> bool {
         let r = &e.regarding;
         let ns = if r.namespace.is_empty() {
             &e.namespace
         } else {
             &r.namespace
         };
-        self.awaits(&r.kind, &r.name) && !self.owners.contains_key(&key(ns, &r.kind, &r.name))
+        self.walk(ns, &r.kind, &r.name, wait).is_none()
     }
 
     /// Takes in a listed, added or updated object; returns the events that waited for it.
@@ -236,7 +263,12 @@ impl Workloads {
                 );
             }
         }
-        self.release(k)
+        // Events about this object go on once their whole chain is known; else they wait on
+        // for their deadline (a Pod's ReplicaSet may come next).
+        match self.held.get(&k).and_then(|v| v.first()) {
+            Some(first) if !self.awaited(first, Wait::Watched) => self.release(k),
+            _ => Vec::new(),
+        }
     }
 
     /// The events waiting for object `k`, their workloads filled in.
@@ -253,7 +285,7 @@ impl Workloads {
             } else {
                 &r.namespace
             };
-            e.workload = self.resolve(ns, &r.kind, &r.name).unwrap_or_default();
+            e.workload = self.resolve_known(ns, &r.kind, &r.name);
         }
         events
     }
@@ -269,9 +301,10 @@ impl Workloads {
         }
     }
 
-    /// A stream of `resource` has listed (or is refused, `refused`): once all have, what still
-    /// waits for such objects waits [`HOLD`] more at most.
-    pub fn listed(&mut self, resource: Resource, refused: bool, now: Instant) -> Vec<Box<Event>> {
+    /// A stream of `resource` has listed (or is refused, `refused`): once all have, what waited
+    /// for the lists goes on (an object the lists did not have is gone: the Events about it
+    /// outlive it by an hour), unless it still waits for another resource's list.
+    pub fn listed(&mut self, resource: Resource, refused: bool) -> Vec<Box<Event>> {
         let s = slot(resource);
         if refused {
             self.listing[s] = None;
@@ -287,9 +320,7 @@ impl Workloads {
             let Some(first) = self.held.get(&k).and_then(|v| v.first()) else {
                 continue;
             };
-            if self.awaited(first) {
-                self.deadlines.push_back((now + HOLD, k));
-            } else {
+            if !self.awaited(first, Wait::Listing) {
                 released.extend(self.release(k));
             }
         }
@@ -331,9 +362,7 @@ impl Workloads {
                 }
                 // Never seen by any process: what it shows happened before the exporter could.
                 let first_sight = listed && seen.is_none() && !self.watched_before;
-                let workload = self
-                    .resolve(&pod.id.namespace, "Pod", &pod.id.name)
-                    .unwrap_or_default();
+                let workload = self.resolve_known(&pod.id.namespace, "Pod", &pod.id.name);
                 for c in &pod.containers {
                     derive_container(pod, c, first_sight, &workload, ledger, &mut out);
                 }

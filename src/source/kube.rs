@@ -198,10 +198,26 @@ impl KubeSource {
         }];
         if self.settings.workloads {
             kinds.extend(Resource::ALL.map(StreamKind::Objects));
+            for r in Resource::ALL {
+                self.ctx.metrics.watch_forbidden(r.plural(), false);
+            }
         }
+        // Pods are listed after the ReplicaSets and Jobs that own them, so a Pod's workload is
+        // whole the first time the pipeline sees it (its derived records keep it).
+        let owners = Arc::new(tokio::sync::watch::Sender::new(0usize));
+        let owner_streams = 2 * scopes.len();
         let mut streams = JoinSet::new();
         for namespace in scopes {
             for &kind in &kinds {
+                let (owners_listed, wait_for_owners) = match kind {
+                    StreamKind::Objects(Resource::ReplicaSets | Resource::Jobs) => {
+                        (Some(owners.clone()), None)
+                    }
+                    StreamKind::Objects(Resource::Pods) => {
+                        (None, Some((owners.subscribe(), owner_streams)))
+                    }
+                    _ => (None, None),
+                };
                 let (name, url_path) = match kind {
                     StreamKind::Events(Shape::CoreV1) => (
                         stream_name(namespace.as_deref()),
@@ -234,6 +250,8 @@ impl KubeSource {
                     synced: false,
                     failing: false,
                     forbidden: false,
+                    owners_listed,
+                    wait_for_owners,
                 };
                 streams.spawn(stream.run(shutdown.clone()));
             }
@@ -328,10 +346,20 @@ struct WatchStream {
     failing: bool,
     /// Whether the API server refuses an object stream (403) as far as it last said.
     forbidden: bool,
+    /// A stream of owners (ReplicaSets, Jobs) counts itself here once it has listed.
+    owners_listed: Option<Arc<tokio::sync::watch::Sender<usize>>>,
+    /// The Pod stream waits until this many owner streams have listed.
+    wait_for_owners: Option<(tokio::sync::watch::Receiver<usize>, usize)>,
 }
 
 impl WatchStream {
     async fn run(mut self, shutdown: CancellationToken) {
+        if let Some((mut listed, need)) = self.wait_for_owners.take() {
+            tokio::select! {
+                _ = listed.wait_for(|n| *n >= need) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
         let mut resource_version = self.resume.take();
         if let Some(rv) = &resource_version {
             info!(stream = %self.name, resource_version = %rv, "Resuming the watch from the archive's checkpoint.");
@@ -398,7 +426,10 @@ impl WatchStream {
                 StreamKind::Events(shape) => {
                     let page = wire::list_page(&text, shape, Timestamp::now())
                         .map_err(StreamError::BadList)?;
-                    let items = page.items.into_iter().map(|i| i.map(|e| Item::Event(Box::new(e))));
+                    let items = page
+                        .items
+                        .into_iter()
+                        .map(|i| i.map(|e| Item::Event(Box::new(e))));
                     (
                         items.collect::<Vec<_>>(),
                         page.resource_version,
@@ -408,7 +439,10 @@ impl WatchStream {
                 StreamKind::Objects(r) => {
                     let page = wire::object_list_page(&text, |json| r.decode(json))
                         .map_err(StreamError::BadList)?;
-                    let items = page.items.into_iter().map(|i| i.map(|o| Item::Object(Box::new(o))));
+                    let items = page
+                        .items
+                        .into_iter()
+                        .map(|i| i.map(|o| Item::Object(Box::new(o))));
                     (items.collect(), page.resource_version, page.continue_)
                 }
             };
@@ -428,6 +462,7 @@ impl WatchStream {
             self.checkpoint(&resource_version).await?;
             if let StreamKind::Objects(resource) = self.kind {
                 self.send(SourceMsg::Listed(resource)).await?;
+                self.owners_ready();
             }
             if !self.synced {
                 self.synced = true;
@@ -462,11 +497,19 @@ impl WatchStream {
             self.send(SourceMsg::Forbidden(resource)).await?;
         }
         self.send(SourceMsg::Listed(resource)).await?;
+        self.owners_ready();
         if !self.synced {
             self.synced = true;
             self.send(SourceMsg::Synced).await?;
         }
         Ok(())
+    }
+
+    /// An owner stream has listed (or is refused) for the first time: the Pod stream may start.
+    fn owners_ready(&mut self) {
+        if let Some(listed) = self.owners_listed.take() {
+            listed.send_modify(|n| *n += 1);
+        }
     }
 
     /// The API server answered: if it had refused the stream, it allows it now.
@@ -521,9 +564,8 @@ impl WatchStream {
                 continue;
             }
             let decoded = match self.kind {
-                StreamKind::Events(shape) => {
-                    wire::watch_line(&line, shape, Timestamp::now()).map(|i| i.map(|e| Item::Event(Box::new(e))))
-                }
+                StreamKind::Events(shape) => wire::watch_line(&line, shape, Timestamp::now())
+                    .map(|i| i.map(|e| Item::Event(Box::new(e)))),
                 StreamKind::Objects(r) => wire::object_watch_line(&line, |json| r.decode(json))
                     .map(|i| i.map(|o| Item::Object(Box::new(o)))),
             };

@@ -30,12 +30,20 @@ impl Resource {
         }
     }
 
+    /// The API group (as in RBAC rules; the core group is empty).
+    pub fn group(self) -> &'static str {
+        match self {
+            Self::Pods => "",
+            Self::ReplicaSets | Self::Deployments => "apps",
+            Self::Jobs => "batch",
+        }
+    }
+
     /// The collection's URL in `namespace` (all when `None`).
     pub fn url_path(self, namespace: Option<&str>) -> String {
-        let prefix = match self {
-            Self::Pods => "/api/v1",
-            Self::ReplicaSets | Self::Deployments => "/apis/apps/v1",
-            Self::Jobs => "/apis/batch/v1",
+        let prefix = match self.group() {
+            "" => "/api/v1".to_owned(),
+            group => format!("/apis/{group}/v1"),
         };
         match namespace {
             Some(ns) => format!("{prefix}/namespaces/{ns}/{}", self.plural()),

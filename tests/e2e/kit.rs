@@ -352,7 +352,8 @@ async fn the_deployment_renders_into_valid_objects_that_match_the_binary() {
         }
     }
 
-    // Least privilege: get, list, watch on events in the core and events.k8s.io groups.
+    // Least privilege: get, list, watch on events in the core and events.k8s.io groups, and on
+    // the resources the binary watches for workloads.
     let mut rules: Vec<(String, String, String)> = Vec::new();
     for r in by_kind["ClusterRole"]["rules"].as_array().expect("rules") {
         let list = |k: &str| {
@@ -371,11 +372,18 @@ async fn the_deployment_renders_into_valid_objects_that_match_the_binary() {
         }
     }
     let mut want = Vec::new();
-    for g in ["", "events.k8s.io"] {
+    let watched = [("", "events"), ("events.k8s.io", "events")]
+        .into_iter()
+        .chain(
+            kube_event_exporter::source::objects::Resource::ALL.map(|r| (r.group(), r.plural())),
+        );
+    for (g, res) in watched {
         for v in ["get", "list", "watch"] {
-            want.push((g.to_owned(), "events".to_owned(), v.to_owned()));
+            want.push((g.to_owned(), res.to_owned(), v.to_owned()));
         }
     }
+    rules.sort();
+    want.sort();
     assert_eq!(rules, want);
 
     // The Deployment: one replica, Recreate, hardened, probes on the binary's real routes, env

@@ -22,3 +22,4 @@ mod kit;
 mod page;
 mod replay;
 mod watch;
+mod workloads;

@@ -347,7 +347,10 @@ async fn without_javascript_the_table_renders_and_filters_and_bad_queries_explai
     browser.fill("#f-namespace", "payments\u{E007}").await;
     // A plain form sends every field; the empty ones are no filter.
     let url = wait_url(&browser, "&limit=").await;
-    assert!(url.contains("/?namespace=payments&kind=&name="), "{url}");
+    assert!(
+        url.contains("/?namespace=payments&workload=&kind=&name="),
+        "{url}"
+    );
     wait_shown(
         &browser,
         "the payments events",
