@@ -256,6 +256,33 @@ mod tests {
     }
 
     #[test]
+    fn derived_entries_start_from_their_baseline_and_are_pinned() {
+        let t0 = Instant::now();
+        let mut l = Ledger::new(Duration::from_secs(60), 0);
+        assert_eq!(l.observe_derived("r", 5, 5).occurrences, 0, "first sight");
+        assert_eq!(
+            l.observe_derived("r", 7, 7).occurrences,
+            2,
+            "known: the increase"
+        );
+        assert_eq!(l.observe_derived("new", 2, 0).occurrences, 2);
+        assert_eq!(l.count("r"), Some(7));
+        assert_eq!(l.count("none"), None);
+        assert!(l.sweep(t0 + Duration::from_secs(3600)).is_empty(), "pinned");
+        // Restored from the archive's pinned row, still pinned.
+        let entry = LedgerEntry {
+            key: uid_key("r"),
+            count: 7,
+            touched: PINNED_SECS,
+            archived: None,
+        };
+        let (mut l, expired) = Ledger::restore(Duration::from_secs(60), 0, vec![(3, entry)], 1);
+        assert!(expired.is_empty());
+        assert!(l.sweep(t0 + Duration::from_secs(3600)).is_empty());
+        assert_eq!(l.observe_derived("r", 8, 8).occurrences, 1);
+    }
+
+    #[test]
     fn sweep_drops_only_unseen_entries() {
         let t0 = Instant::now();
         let mut l = Ledger::new(Duration::from_secs(60), 0);

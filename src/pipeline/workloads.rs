@@ -570,3 +570,120 @@ fn derive_rollout(d: &Deployment, first_sight: bool, ledger: &Ledger, out: &mut 
     out.events.push((e, if first_sight { count } else { 0 }));
     out.marks.push((mark_uid, d.revision));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::objects::{Identity, Owner};
+
+    fn owned(kind: &'static str, ns: &str, name: &str, owner: Option<(&str, &str)>) -> KubeObject {
+        let id = Identity {
+            kind,
+            namespace: ns.into(),
+            name: name.into(),
+            uid: format!("{kind}-{name}"),
+            owner: owner.map(|(k, n)| Owner {
+                kind: k.into(),
+                name: n.into(),
+            }),
+            ..Identity::default()
+        };
+        if kind == "Pod" {
+            KubeObject::Pod(Pod {
+                id,
+                ..Pod::default()
+            })
+        } else {
+            KubeObject::Owned(id)
+        }
+    }
+
+    fn event(kind: &str, name: &str) -> Box<Event> {
+        let mut e = crate::archive::record::tests::sample();
+        e.regarding.kind = kind.into();
+        e.regarding.name = name.into();
+        e.regarding.namespace = "shop".into();
+        e.workload = Workload::default();
+        Box::new(e)
+    }
+
+    fn listed_all(w: &mut Workloads) {
+        for r in Resource::ALL {
+            w.listed(r, false);
+        }
+    }
+
+    #[test]
+    fn chains_end_at_the_top_a_cycle_or_a_dangling_owner() {
+        let mut w = Workloads::new(1, false);
+        listed_all(&mut w);
+        let now = Instant::now();
+        for o in [
+            owned("Pod", "shop", "api-1", Some(("ReplicaSet", "api-7f"))),
+            owned("ReplicaSet", "shop", "api-7f", Some(("Deployment", "api"))),
+            // A cycle: two ReplicaSets owning each other.
+            owned("Pod", "shop", "loop-1", Some(("ReplicaSet", "a"))),
+            owned("ReplicaSet", "shop", "a", Some(("ReplicaSet", "b"))),
+            owned("ReplicaSet", "shop", "b", Some(("ReplicaSet", "a"))),
+            // A dangling owner: a Job whose CronJob is not watched.
+            owned("Pod", "shop", "etl-1-x", Some(("Job", "etl-1"))),
+            owned("Job", "shop", "etl-1", Some(("CronJob", "etl"))),
+        ] {
+            w.applied(&o);
+        }
+        let workload = |w: &mut Workloads, kind, name| {
+            w.attribute(event(kind, name), now)
+                .map(|e| (e.workload.kind.clone(), e.workload.name.clone()))
+        };
+        let pair = |k: &str, n: &str| Some((k.to_owned(), n.to_owned()));
+        assert_eq!(workload(&mut w, "Pod", "api-1"), pair("Deployment", "api"));
+        assert_eq!(
+            workload(&mut w, "ReplicaSet", "api-7f"),
+            pair("Deployment", "api")
+        );
+        let looped = workload(&mut w, "Pod", "loop-1").expect("not held");
+        assert!(
+            looped.0 == "ReplicaSet",
+            "a cycle ends, somewhere on it: {looped:?}"
+        );
+        assert_eq!(workload(&mut w, "Pod", "etl-1-x"), pair("CronJob", "etl"));
+        assert_eq!(workload(&mut w, "Node", "node-1"), pair("Node", "node-1"));
+    }
+
+    #[test]
+    fn an_event_waits_for_its_pod_and_then_goes_on_without_it() {
+        let mut w = Workloads::new(1, false);
+        let t0 = Instant::now();
+        // While the Pods are listing, an unknown Pod's event waits for the list.
+        assert!(w.attribute(event("Pod", "api-1"), t0).is_none());
+        assert!(w.attribute(event("Pod", "gone"), t0).is_none());
+        assert_eq!(w.held(), 2);
+        w.listed(Resource::ReplicaSets, false);
+        w.listed(Resource::Jobs, false);
+        w.applied(&owned("Pod", "shop", "api-1", None));
+        // The list has it: its event goes on; the other waits for the end of the list.
+        assert_eq!(w.held(), 1);
+        let released = w.listed(Resource::Pods, false);
+        assert_eq!(released.len(), 1, "the list did not have it: it is gone");
+        assert_eq!(released[0].workload.kind, "Pod");
+        // After the list, an unknown Pod's event waits HOLD for its watch event.
+        assert!(w.attribute(event("Pod", "new-1"), t0).is_none());
+        assert!(w.expired(t0 + HOLD / 2).is_empty());
+        let late = w.expired(t0 + HOLD);
+        assert_eq!(late.len(), 1);
+        assert_eq!(w.held(), 0);
+    }
+
+    #[test]
+    fn a_refused_watch_makes_no_event_wait() {
+        let mut w = Workloads::new(1, false);
+        w.listed(Resource::Pods, true);
+        let e = w
+            .attribute(event("Pod", "api-1"), Instant::now())
+            .expect("not held");
+        assert_eq!(
+            (e.workload.kind.as_str(), e.workload.name.as_str()),
+            ("Pod", "api-1")
+        );
+    }
+}

@@ -478,3 +478,27 @@ async fn without_the_pod_watch_events_still_flow_and_the_metric_says_why() {
         exporter.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_does_not_decode_is_skipped_and_counted() {
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exporter = start(&fake, dir.path(), &[]).await;
+    let errors = "kube_event_exporter_decode_errors_total";
+    assert_eq!(exporter.metrics().await.value(errors), 0.0);
+    fake.apply(
+        "pods",
+        serde_json::json!({"metadata": {"name": "bad", "namespace": "shop"},
+                           "status": {"containerStatuses": 5}}),
+    );
+    // The watch goes on: a good Pod's restart after it is counted.
+    fake.apply("pods", restarted("shop", "api-1", "api-7f", 0, "").build());
+    fake.apply(
+        "pods",
+        restarted("shop", "api-1", "api-7f", 1, "Error").build(),
+    );
+    wait_item(&exporter, "reason=ContainerRestarted", |i| i["count"] == 1).await;
+    let m = exporter.metrics().await;
+    assert_eq!(m.value(errors), 1.0);
+    assert_eq!(m.value("kube_event_exporter_watch_restarts_total"), 0.0);
+}
