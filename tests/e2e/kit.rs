@@ -18,16 +18,14 @@ use crate::support::{
     wait_for,
 };
 
-/// TODO(workloads): flip to `true` when `--metrics-workload-labels` lands. The test then runs
-/// the exporter with it and requires the queries that select workloads to return data, which
-/// needs the replayed occurrences below to get a workload (a replay has no Pod watch to find
-/// owners: replay the Pods and ReplicaSets too, or give replayed records their workload some
-/// other way). Until then those queries must parse and evaluate, nothing more.
+/// A replay has no Pod watch, so its events have no workloads: here the queries that select
+/// workloads must parse and evaluate, nothing more. `tests/e2e/workloads.rs` requires their data
+/// from an exporter that watches the fake API server's Pods with `--metrics-workload-labels`.
 const WORKLOAD_LABELS: bool = false;
 
 /// What a query must return on the replayed sample.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Want {
+pub(crate) enum Want {
     /// At least one series.
     Data,
     /// Data with `--metrics-workload-labels` (see [`WORKLOAD_LABELS`]); else only no error.
@@ -44,7 +42,7 @@ const FIRING_ON_THE_SAMPLE: [&str; 2] = [
 
 /// Every PromQL expression of the dashboards (with the template variables filled in) and the
 /// alert rules, with what it must return.
-fn expressions() -> Vec<(String, String, Want)> {
+pub(crate) fn expressions() -> Vec<(String, String, Want)> {
     let mut out = Vec::new();
     for (file, d) in dashboards() {
         for p in d["panels"].as_array().expect("panels") {

@@ -502,3 +502,71 @@ async fn a_pod_that_does_not_decode_is_skipped_and_counted() {
     assert_eq!(m.value(errors), 1.0);
     assert_eq!(m.value("kube_event_exporter_watch_restarts_total"), 0.0);
 }
+
+/// The dashboard panels and rules that select workloads, on real derived occurrences in a real
+/// Prometheus: restarts and OOM kills of a Deployment's Pod, and its stuck rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workload_panels_and_rules_show_derived_occurrences_in_prometheus() {
+    use crate::{
+        kit::{Want, expressions},
+        support::{Prometheus, operator_kit::root},
+    };
+    let fake = FakeApiServer::start().await;
+    let chain = deployment_chain("shop", "api", 1);
+    chain.apply(&fake);
+    let rs = chain.replicaset_name().to_owned();
+    let name = chain.pod_names()[0].to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exporter = start(&fake, dir.path(), &["--metrics-workload-labels"]).await;
+    let prometheus = Prometheus::start(
+        &[exporter.addr],
+        &[&root().join("alerts/kube-event-exporter.rules.yml")],
+    )
+    .await;
+    // A first scrape without them, so the rules see the series appear.
+    wait_for("a first scrape", WAIT, POLL, || async {
+        let data = prometheus.query("up").await.ok()?;
+        (data["result"][0]["value"][1] == "1").then_some(())
+    })
+    .await;
+    for (n, reason) in [(1, "OOMKilled"), (2, "OOMKilled"), (3, "Error")] {
+        fake.apply("pods", restarted("shop", &name, &rs, n, reason).build());
+    }
+    fake.apply(
+        "deployments",
+        deployment("shop", "api")
+            .revision(2)
+            .progressing("False", "ProgressDeadlineExceeded", "timed out")
+            .build(),
+    );
+    wait_for("the occurrences in Prometheus", Duration::from_secs(60), POLL, || async {
+        let q = r#"sum(kube_events_total{workload="api",reason=~"ContainerOOMKilled|RolloutStuck"})"#;
+        let data = prometheus.query(q).await.ok()?;
+        (data["result"][0]["value"][1] == "3").then_some(())
+    })
+    .await;
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (name, expr, want) in expressions() {
+        let firing_rule = name == "rule KubeEventsContainerOOMKilledRepeatedly"
+            || name == "rule KubeEventsRolloutStuck";
+        if want != Want::DataWithWorkloadLabels && !firing_rule {
+            continue;
+        }
+        checked += 1;
+        match prometheus.query(&expr).await {
+            Err(e) => failures.push(format!("{name}: {expr}\n  → {e}")),
+            Ok(data) => {
+                let result = data["result"].as_array().cloned().unwrap_or_default();
+                if !result.iter().any(|r| r["metric"]["workload"] == "api") {
+                    failures.push(format!("{name}: no data for workload api: {expr}\n{data}"));
+                }
+            }
+        }
+    }
+    assert!(
+        checked >= 3,
+        "the workload panel and the two rules: {checked}"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
