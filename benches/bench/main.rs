@@ -13,6 +13,7 @@ mod archive;
 mod binary;
 mod common;
 mod in_process;
+mod pods;
 mod writer;
 
 use std::{collections::BTreeMap, process::Command};
@@ -21,7 +22,7 @@ use common::quick;
 
 // ---------- driver ----------
 
-const MEASUREMENTS: [(&str, &str); 11] = [
+const MEASUREMENTS: [(&str, &str); 12] = [
     (
         "pipeline-core",
         "1. pipeline, core/v1 watch lines (decode, ledger, metrics, archive, alerts)",
@@ -54,6 +55,10 @@ const MEASUREMENTS: [(&str, &str); 11] = [
         "writer",
         "8. archive writer, every record archived: 100k new + 50k updates/s, then flat out",
     ),
+    (
+        "pods",
+        "9. a cluster of Pods: listed at start, then 5,000 status updates/s (1 in 10 a restart)",
+    ),
 ];
 
 async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
@@ -69,6 +74,7 @@ async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
         "churn" => in_process::churn().await,
         "replay-list" => binary::replay_list().await,
         "writer" => writer::writer_sustained().await,
+        "pods" => pods::pods().await,
         other => panic!("unknown measurement {other}"),
     }
 }
