@@ -377,24 +377,24 @@ impl Workloads {
     }
 }
 
-/// A cheap digest of what derivation reads of a Pod.
+/// A cheap digest of what derivation reads of a Pod (in memory only: any hash will do).
 fn fingerprint(pod: &Pod) -> u64 {
-    let mut parts: Vec<String> = Vec::with_capacity(pod.containers.len());
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = foldhash::fast::FixedState::default().build_hasher();
     for c in &pod.containers {
-        let t = |t: &Option<Termination>| {
-            t.as_ref()
-                .map(|t| format!("{}:{}:{:?}", t.reason, t.exit_code, t.finished_at))
-                .unwrap_or_default()
-        };
-        parts.push(format!(
-            "{}:{}:{}:{}",
-            c.name,
-            c.restarts,
-            t(&c.last),
-            t(&c.current)
-        ));
+        c.name.hash(&mut h);
+        c.restarts.hash(&mut h);
+        for t in [&c.last, &c.current] {
+            if let Some(t) = t {
+                t.reason.hash(&mut h);
+                t.exit_code.hash(&mut h);
+                t.finished_at.map(|at| at.as_second()).hash(&mut h);
+            } else {
+                h.write_u8(0);
+            }
+        }
     }
-    stable_hash(parts.iter().map(String::as_str))
+    h.finish()
 }
 
 /// The uid of a derived record: one per (object, container, reason).

@@ -566,7 +566,8 @@ impl WatchStream {
             let decoded = match self.kind {
                 StreamKind::Events(shape) => wire::watch_line(&line, shape, Timestamp::now())
                     .map(|i| i.map(|e| Item::Event(Box::new(e)))),
-                StreamKind::Objects(r) => wire::object_watch_line(&line, |json| r.decode(json))
+                StreamKind::Objects(r) => r
+                    .watch_line(&line)
                     .map(|i| i.map(|o| Item::Object(Box::new(o)))),
             };
             let item = match decoded {
@@ -599,7 +600,9 @@ impl WatchStream {
                     });
                 }
             }
-            if let Some(rv) = resource_version.as_deref() {
+            // Object streams list at every start: their checkpoint (after the list) only says
+            // that they were watched, so one per watch event would be wasted work.
+            if let (Some(rv), StreamKind::Events(_)) = (resource_version.as_deref(), self.kind) {
                 self.checkpoint(rv).await?;
             }
             self.backoff.reset();

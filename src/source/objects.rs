@@ -6,7 +6,85 @@
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::wire::{Str, Time, owned, owned_non_empty};
+use serde::de;
+
+use super::wire::{Str, Time, WatchItem, owned, owned_non_empty};
+
+/// A raw object of one resource, as a watch line carries it.
+trait RawObject<'a>: Deserialize<'a> {
+    fn resource_version(&self) -> String;
+    fn status(self) -> (i64, String);
+    fn into_object(self) -> KubeObject;
+}
+
+macro_rules! raw_object {
+    ($raw:ident, $into:expr) => {
+        impl<'a> RawObject<'a> for $raw<'a> {
+            fn resource_version(&self) -> String {
+                self.metadata
+                    .resource_version
+                    .as_ref()
+                    .map(|s| s.0.clone().into_owned())
+                    .unwrap_or_default()
+            }
+            fn status(self) -> (i64, String) {
+                (self.code.unwrap_or(0), owned(self.message))
+            }
+            fn into_object(self) -> KubeObject {
+                $into(self)
+            }
+        }
+    };
+}
+
+raw_object!(RawPod, |p: RawPod<'_>| KubeObject::Pod(p.into()));
+raw_object!(
+    RawDeployment,
+    |d: RawDeployment<'_>| KubeObject::Deployment(d.into())
+);
+// The kind is filled in by the caller: ReplicaSets and Jobs share the shape.
+raw_object!(RawOwned, |o: RawOwned<'_>| KubeObject::Owned(
+    o.into_owned("")
+));
+
+impl KubeObject {
+    /// A ReplicaSet's or Job's identity with its kind.
+    fn kind(mut self, kind: &'static str) -> Self {
+        if let Self::Owned(id) = &mut self {
+            id.kind = kind;
+        }
+        self
+    }
+}
+
+#[derive(Deserialize)]
+struct RawLine<'a, T> {
+    #[serde(borrow, rename = "type")]
+    type_: Str<'a>,
+    object: T,
+}
+
+/// One watch line, object and all, in one pass.
+fn line_of<'a, T: RawObject<'a>>(line: &'a [u8]) -> serde_json::Result<WatchItem<KubeObject>> {
+    let raw: RawLine<'a, T> = serde_json::from_slice(line)?;
+    Ok(match raw.type_.0.as_ref() {
+        "ADDED" => WatchItem::Added(raw.object.into_object()),
+        "MODIFIED" => WatchItem::Modified(raw.object.into_object()),
+        "DELETED" => WatchItem::Deleted(raw.object.into_object()),
+        "BOOKMARK" => WatchItem::Bookmark {
+            resource_version: raw.object.resource_version(),
+        },
+        "ERROR" => {
+            let (code, message) = raw.object.status();
+            WatchItem::Error { code, message }
+        }
+        other => {
+            return Err(de::Error::custom(format_args!(
+                "unknown watch event type {other:?}"
+            )));
+        }
+    })
+}
 
 /// The resources watched for workloads, with where they are served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,6 +136,16 @@ impl Resource {
             Self::ReplicaSets => "ReplicaSet",
             Self::Jobs => "Job",
             Self::Deployments => "Deployment",
+        }
+    }
+
+    /// Decodes one watch line of this resource in one pass over it.
+    pub fn watch_line(self, line: &[u8]) -> serde_json::Result<WatchItem<KubeObject>> {
+        match self {
+            Self::Pods => line_of::<RawPod>(line),
+            Self::ReplicaSets => line_of::<RawOwned>(line).map(|i| i.map(|o| o.kind("ReplicaSet"))),
+            Self::Jobs => line_of::<RawOwned>(line).map(|i| i.map(|o| o.kind("Job"))),
+            Self::Deployments => line_of::<RawDeployment>(line),
         }
     }
 
@@ -216,6 +304,10 @@ impl RawObjectMeta<'_> {
 struct RawOwned<'a> {
     #[serde(borrow)]
     metadata: RawObjectMeta<'a>,
+    /// A watch `ERROR` carries a Status in the object's place.
+    code: Option<i64>,
+    #[serde(borrow)]
+    message: Option<Str<'a>>,
 }
 
 impl RawOwned<'_> {
@@ -300,6 +392,10 @@ struct RawPodStatus<'a> {
 struct RawPod<'a> {
     #[serde(borrow)]
     metadata: RawObjectMeta<'a>,
+    /// A watch `ERROR` carries a Status in the object's place.
+    code: Option<i64>,
+    #[serde(borrow)]
+    message: Option<Str<'a>>,
     #[serde(borrow)]
     spec: RawPodSpec<'a>,
     #[serde(borrow)]
@@ -353,6 +449,10 @@ struct RawDeploymentStatus<'a> {
 struct RawDeployment<'a> {
     #[serde(borrow)]
     metadata: RawObjectMeta<'a>,
+    /// A watch `ERROR` carries a Status in the object's place.
+    code: Option<i64>,
+    #[serde(borrow)]
+    message: Option<Str<'a>>,
     #[serde(borrow)]
     status: RawDeploymentStatus<'a>,
 }
@@ -463,6 +563,40 @@ mod tests {
         assert!(message.contains("timed out"));
         assert_eq!(at.unwrap().to_string(), "2026-12-02T10:20:00Z");
         assert_eq!(d.id.owner, None);
+    }
+
+    #[test]
+    fn watch_lines_decode_in_one_pass_bookmarks_and_errors_included() {
+        let added = br#"{"type":"MODIFIED","object":{"kind":"ReplicaSet","metadata":{"name":"api-7f","namespace":"shop","resourceVersion":"9","ownerReferences":[{"kind":"Deployment","name":"api","controller":true}]}}}"#;
+        let WatchItem::Modified(KubeObject::Owned(id)) =
+            Resource::ReplicaSets.watch_line(added).unwrap()
+        else {
+            panic!("a modified ReplicaSet");
+        };
+        assert_eq!((id.kind, id.resource_version.as_str()), ("ReplicaSet", "9"));
+        assert_eq!(id.owner.unwrap().name, "api");
+        let bookmark =
+            br#"{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"12"}}}"#;
+        assert!(matches!(
+            Resource::Pods.watch_line(bookmark).unwrap(),
+            WatchItem::Bookmark { resource_version } if resource_version == "12"
+        ));
+        let error =
+            br#"{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old"}}"#;
+        assert!(matches!(
+            Resource::Deployments.watch_line(error).unwrap(),
+            WatchItem::Error { code: 410, message } if message == "too old"
+        ));
+        assert!(
+            Resource::Jobs
+                .watch_line(br#"{"type":"NOPE","object":{}}"#)
+                .is_err()
+        );
+        assert!(
+            Resource::Pods
+                .watch_line(br#"{"type":"ADDED","object":{"status":1}}"#)
+                .is_err()
+        );
     }
 
     #[test]

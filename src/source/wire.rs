@@ -386,55 +386,6 @@ pub fn list_page(text: &str, shape: Shape, observed: Timestamp) -> serde_json::R
     })
 }
 
-/// The parts of a watch line around an object of any kind.
-#[derive(Deserialize)]
-struct RawObjectLine<'a> {
-    #[serde(borrow, rename = "type")]
-    type_: Str<'a>,
-    #[serde(borrow)]
-    object: &'a RawValue,
-}
-
-/// What a `BOOKMARK` or `ERROR` object holds.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawStatus<'a> {
-    #[serde(borrow)]
-    metadata: ListMeta<'a>,
-    code: Option<i64>,
-    #[serde(borrow)]
-    message: Option<Str<'a>>,
-}
-
-/// Decodes one watch line of objects other than Events, each with `decode`.
-pub fn object_watch_line<T>(
-    line: &[u8],
-    decode: impl FnOnce(&str) -> serde_json::Result<T>,
-) -> serde_json::Result<WatchItem<T>> {
-    let raw: RawObjectLine = serde_json::from_slice(line)?;
-    let status = || serde_json::from_str::<RawStatus>(raw.object.get());
-    Ok(match raw.type_.0.as_ref() {
-        "ADDED" => WatchItem::Added(decode(raw.object.get())?),
-        "MODIFIED" => WatchItem::Modified(decode(raw.object.get())?),
-        "DELETED" => WatchItem::Deleted(decode(raw.object.get())?),
-        "BOOKMARK" => WatchItem::Bookmark {
-            resource_version: owned(status()?.metadata.resource_version),
-        },
-        "ERROR" => {
-            let s = status()?;
-            WatchItem::Error {
-                code: s.code.unwrap_or(0),
-                message: owned(s.message),
-            }
-        }
-        other => {
-            return Err(de::Error::custom(format_args!(
-                "unknown watch event type {other:?}"
-            )));
-        }
-    })
-}
-
 /// Decodes one list page of objects other than Events, each item with `decode`.
 pub fn object_list_page<T>(
     text: &str,
