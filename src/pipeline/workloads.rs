@@ -388,7 +388,7 @@ fn fingerprint(pod: &Pod) -> u64 {
             if let Some(t) = t {
                 t.reason.hash(&mut h);
                 t.exit_code.hash(&mut h);
-                t.finished_at.map(|at| at.as_second()).hash(&mut h);
+                t.finished_at.map(jiff::Timestamp::as_second).hash(&mut h);
             } else {
                 h.write_u8(0);
             }
