@@ -152,6 +152,7 @@ impl Pipeline {
                     for event in self.workloads.expired(Instant::now()) {
                         self.apply(event);
                     }
+                    self.write_due_checkpoints();
                     self.expose();
                 }
                 _ = sweep.tick() => {
@@ -169,11 +170,19 @@ impl Pipeline {
 
     pub fn handle(&mut self, msg: SourceMsg) {
         self.dispatch(msg);
+        self.write_due_checkpoints();
         if self.durable.has_changed().unwrap_or(false)
             || self.archive_failing
             || self.ready_at.is_some()
         {
             self.expose();
+        }
+    }
+
+    /// Writes the checkpoints that waited for events now gone on to the archive.
+    fn write_due_checkpoints(&mut self) {
+        for (stream, rv) in self.workloads.due_checkpoints() {
+            self.archive.checkpoint(&stream, &rv);
         }
     }
 
@@ -203,6 +212,11 @@ impl Pipeline {
 
     fn dispatch(&mut self, msg: SourceMsg) {
         match msg {
+            SourceMsg::Batch(msgs) => {
+                for msg in msgs {
+                    self.dispatch(msg);
+                }
+            }
             SourceMsg::Applied(event) => {
                 if let Some(event) = self.workloads.attribute(event, Instant::now()) {
                     self.apply(event);
@@ -243,7 +257,11 @@ impl Pipeline {
             SourceMsg::Checkpoint {
                 stream,
                 resource_version,
-            } => self.archive.checkpoint(&stream, &resource_version),
+            } => {
+                if self.workloads.checkpoint(&stream, &resource_version) {
+                    self.archive.checkpoint(&stream, &resource_version);
+                }
+            }
             SourceMsg::Synced => {
                 self.unsynced = self.unsynced.saturating_sub(1);
                 if self.unsynced == 0 && !self.health.is_ready() {

@@ -15,7 +15,8 @@
 //! start does not alert on last month's restarts.
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeSet, VecDeque},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -42,6 +43,14 @@ pub const SOURCE: &str = "kube-event-exporter";
 
 /// Owner chains longer than this are cut (a cycle, or nonsense).
 const MAX_DEPTH: usize = 8;
+
+/// The events waiting for one object, and the arrival number of the first.
+#[derive(Debug)]
+#[allow(clippy::vec_box)]
+struct Waiting {
+    first: u64,
+    events: Vec<Box<Event>>,
+}
 
 #[derive(Debug)]
 struct Known {
@@ -93,8 +102,15 @@ pub struct Workloads {
     /// Per resource: streams that have not listed yet (`None`: not watched or refused).
     listing: [Option<usize>; 4],
     /// Events waiting for their object, by object key.
-    held: FastMap<u64, Vec<Box<Event>>>,
+    held: FastMap<u64, Waiting>,
     held_count: usize,
+    /// The arrival number of each waiting object's first event; the next one to give.
+    arrivals: BTreeSet<u64>,
+    next_arrival: u64,
+    /// Checkpoints that must wait for the events that arrived before them (those with a lower
+    /// arrival number): a restart resumes after a checkpoint, so it must not pass an event that
+    /// is not in the archive yet.
+    checkpoints: VecDeque<(u64, Arc<str>, String)>,
     /// When each held object's wait ends; `None` while its resource is still listing.
     deadlines: VecDeque<(Instant, u64)>,
     /// Pods seen by this process, by uid key, with a fingerprint of their containers' state:
@@ -123,6 +139,9 @@ impl Workloads {
             listing: [listing; 4],
             held: FastMap::default(),
             held_count: 0,
+            arrivals: BTreeSet::new(),
+            next_arrival: 0,
+            checkpoints: VecDeque::new(),
             deadlines: VecDeque::new(),
             pods: FastMap::default(),
             watched_before,
@@ -154,7 +173,7 @@ impl Workloads {
         let k = key(ns, &r.kind, &r.name);
         if let Some(waiting) = self.held.get_mut(&k) {
             // An update of an event already waiting: it waits behind it, in order.
-            waiting.push(e);
+            waiting.events.push(e);
             self.held_count += 1;
             return None;
         }
@@ -169,7 +188,16 @@ impl Workloads {
                 if listed {
                     self.deadlines.push_back((now + HOLD, k));
                 }
-                self.held.insert(k, vec![e]);
+                let first = self.next_arrival;
+                self.next_arrival += 1;
+                self.arrivals.insert(first);
+                self.held.insert(
+                    k,
+                    Waiting {
+                        first,
+                        events: vec![e],
+                    },
+                );
                 self.held_count += 1;
                 None
             }
@@ -192,13 +220,18 @@ impl Workloads {
 
     fn walk(&self, namespace: &str, kind: &str, name: &str, wait: Wait) -> Option<Workload> {
         let (mut kind, mut name) = (kind, name);
-        for _ in 0..MAX_DEPTH {
+        for depth in 0..MAX_DEPTH {
             match self.owners.get(&key(namespace, kind, name)) {
                 Some(Known {
                     owner: Some((k, n)),
                     ..
                 }) => (kind, name) = (k, n),
                 None if self.awaits(kind, name, wait) => return None,
+                // A Pod, ReplicaSet or Job the watches do not have (gone, or not watched): its
+                // owner is unknown, and so is its workload.
+                None if depth == 0 && watched(kind).is_some() => {
+                    return Some(Workload::default());
+                }
                 Some(Known { owner: None, .. }) | None => break,
             }
         }
@@ -265,7 +298,7 @@ impl Workloads {
         }
         // Events about this object go on once their whole chain is known; else they wait on
         // for their deadline (a Pod's ReplicaSet may come next).
-        match self.held.get(&k).and_then(|v| v.first()) {
+        match self.held.get(&k).and_then(|w| w.events.first()) {
             Some(first) if !self.awaited(first, Wait::Watched) => self.release(k),
             _ => Vec::new(),
         }
@@ -274,9 +307,10 @@ impl Workloads {
     /// The events waiting for object `k`, their workloads filled in.
     #[allow(clippy::vec_box)]
     fn release(&mut self, k: u64) -> Vec<Box<Event>> {
-        let Some(mut events) = self.held.remove(&k) else {
+        let Some(Waiting { first, mut events }) = self.held.remove(&k) else {
             return Vec::new();
         };
+        self.arrivals.remove(&first);
         self.held_count -= events.len();
         for e in &mut events {
             let r = &e.regarding;
@@ -317,7 +351,7 @@ impl Workloads {
         let waiting: Vec<u64> = self.held.keys().copied().collect();
         let mut released = Vec::new();
         for k in waiting {
-            let Some(first) = self.held.get(&k).and_then(|v| v.first()) else {
+            let Some(first) = self.held.get(&k).and_then(|w| w.events.first()) else {
                 continue;
             };
             if !self.awaited(first, Wait::Listing) {
@@ -338,6 +372,36 @@ impl Workloads {
             released.extend(self.release(k));
         }
         released
+    }
+
+    /// Whether the checkpoint of `stream` at `resource_version` may be written now; if not, it
+    /// waits for the events that arrived before it (see [`Self::due_checkpoints`]).
+    pub fn checkpoint(&mut self, stream: &Arc<str>, resource_version: &str) -> bool {
+        if self.arrivals.is_empty() {
+            return true;
+        }
+        self.checkpoints.push_back((
+            self.next_arrival,
+            stream.clone(),
+            resource_version.to_owned(),
+        ));
+        false
+    }
+
+    /// The checkpoints every event before which has gone on.
+    pub fn due_checkpoints(&mut self) -> Vec<(Arc<str>, String)> {
+        let oldest = self.arrivals.first().copied().unwrap_or(u64::MAX);
+        let mut due = Vec::new();
+        while self
+            .checkpoints
+            .front()
+            .is_some_and(|(after, ..)| *after <= oldest)
+        {
+            if let Some((_, stream, rv)) = self.checkpoints.pop_front() {
+                due.push((stream, rv));
+            }
+        }
+        due
     }
 
     /// Forgets objects deleted longer than [`TOMBSTONE`] ago.
@@ -665,13 +729,37 @@ mod tests {
         assert_eq!(w.held(), 1);
         let released = w.listed(Resource::Pods, false);
         assert_eq!(released.len(), 1, "the list did not have it: it is gone");
-        assert_eq!(released[0].workload.kind, "Pod");
+        assert!(
+            !released[0].workload.is_known(),
+            "a gone Pod's workload is unknown"
+        );
         // After the list, an unknown Pod's event waits HOLD for its watch event.
         assert!(w.attribute(event("Pod", "new-1"), t0).is_none());
         assert!(w.expired(t0 + HOLD / 2).is_empty());
         let late = w.expired(t0 + HOLD);
         assert_eq!(late.len(), 1);
         assert_eq!(w.held(), 0);
+    }
+
+    /// A restart resumes after the last checkpoint: one must not pass an event still waiting.
+    #[test]
+    fn a_checkpoint_waits_for_the_events_before_it() {
+        let mut w = Workloads::new(1, false);
+        listed_all(&mut w);
+        let t0 = Instant::now();
+        let stream: Arc<str> = "all namespaces".into();
+        assert!(w.checkpoint(&stream, "1"), "nothing waits: at once");
+        assert!(w.attribute(event("Pod", "a"), t0).is_none());
+        assert!(!w.checkpoint(&stream, "2"));
+        assert!(w.attribute(event("Pod", "b"), t0).is_none());
+        assert!(!w.checkpoint(&stream, "3"));
+        assert!(w.due_checkpoints().is_empty());
+        w.applied(&owned("Pod", "shop", "a", None));
+        let due: Vec<String> = w.due_checkpoints().into_iter().map(|(_, rv)| rv).collect();
+        assert_eq!(due, ["2"], "b still waits: 3 waits for it");
+        w.expired(t0 + HOLD);
+        let due: Vec<String> = w.due_checkpoints().into_iter().map(|(_, rv)| rv).collect();
+        assert_eq!(due, ["3"]);
     }
 
     #[test]
@@ -681,9 +769,16 @@ mod tests {
         let e = w
             .attribute(event("Pod", "api-1"), Instant::now())
             .expect("not held");
+        assert!(
+            !e.workload.is_known(),
+            "without the Pod watch a Pod's workload is unknown"
+        );
+        let e = w
+            .attribute(event("Node", "node-1"), Instant::now())
+            .expect("not held");
         assert_eq!(
             (e.workload.kind.as_str(), e.workload.name.as_str()),
-            ("Pod", "api-1")
+            ("Node", "node-1")
         );
     }
 }

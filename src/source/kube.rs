@@ -10,7 +10,7 @@
 
 use std::{fmt, path::Path, str::FromStr, sync::Arc, time::Duration};
 
-use futures::AsyncBufReadExt;
+use futures::{AsyncBufReadExt, FutureExt};
 use jiff::Timestamp;
 use k8s_openapi::api::{core::v1 as core, events::v1 as events};
 use kube::{
@@ -325,6 +325,9 @@ impl Item {
     }
 }
 
+/// At most this many watch events go to the pipeline in one message.
+const BATCH: usize = 64;
+
 /// How long a stream the API server refuses (403) waits before it asks again: permissions
 /// are granted by a person, not in seconds.
 const FORBIDDEN_RETRY: Duration = Duration::from_secs(300);
@@ -551,41 +554,37 @@ impl WatchStream {
         // The server closes the stream after timeoutSeconds; silence beyond that is a stall.
         let stall_after = self.watch_timeout + STALL_MARGIN;
         let mut line = Vec::with_capacity(4096);
+        let mut batch = Vec::with_capacity(BATCH);
         loop {
-            line.clear();
-            let read = tokio::time::timeout(stall_after, stream.read_until(b'\n', &mut line))
-                .await
-                .map_err(|_| StreamError::Stalled(stall_after))?
-                .map_err(StreamError::ReadFailed)?;
+            // Lines already received are taken without waiting; only when none is left does the
+            // batch go to the pipeline and the stream wait. A burst is one message, one wake-up.
+            let read = if let Some(read) = stream.read_until(b'\n', &mut line).now_or_never() {
+                read
+            } else {
+                self.flush(&mut batch, resource_version.as_deref()).await?;
+                tokio::time::timeout(stall_after, stream.read_until(b'\n', &mut line))
+                    .await
+                    .map_err(|_| StreamError::Stalled(stall_after))?
+            }
+            .map_err(StreamError::ReadFailed)?;
             if read == 0 {
+                self.flush(&mut batch, resource_version.as_deref()).await?;
                 return Ok(());
             }
-            if line.iter().all(u8::is_ascii_whitespace) {
+            let item = self.decode_line(&line);
+            line.clear();
+            let Some(item) = item else {
                 continue;
-            }
-            let decoded = match self.kind {
-                StreamKind::Events(shape) => wire::watch_line(&line, shape, Timestamp::now())
-                    .map(|i| i.map(|e| Item::Event(Box::new(e)))),
-                StreamKind::Objects(r) => r
-                    .watch_line(&line)
-                    .map(|i| i.map(|o| Item::Object(Box::new(o)))),
-            };
-            let item = match decoded {
-                Ok(item) => item,
-                Err(e) => {
-                    self.skip_undecodable(&e);
-                    continue;
-                }
             };
             self.ctx.metrics.watch_event(item.kind());
             match item {
                 WatchItem::Added(item) | WatchItem::Modified(item) => {
                     *resource_version = Some(item.resource_version().to_owned());
-                    self.send(item.applied(false)).await?;
+                    batch.push(item.applied(false));
                 }
                 WatchItem::Deleted(item) => {
                     *resource_version = Some(item.resource_version().to_owned());
-                    self.send(item.deleted()).await?;
+                    batch.push(item.deleted());
                 }
                 WatchItem::Bookmark {
                     resource_version: rv,
@@ -593,6 +592,7 @@ impl WatchStream {
                     *resource_version = Some(rv);
                 }
                 WatchItem::Error { code, message } => {
+                    self.flush(&mut batch, resource_version.as_deref()).await?;
                     return Err(if code == 410 {
                         StreamError::Expired
                     } else {
@@ -600,13 +600,48 @@ impl WatchStream {
                     });
                 }
             }
-            // Object streams list at every start: their checkpoint (after the list) only says
-            // that they were watched, so one per watch event would be wasted work.
-            if let (Some(rv), StreamKind::Events(_)) = (resource_version.as_deref(), self.kind) {
-                self.checkpoint(rv).await?;
+            if batch.len() >= BATCH {
+                self.flush(&mut batch, resource_version.as_deref()).await?;
             }
             self.backoff.reset();
         }
+    }
+
+    /// Decodes one watch line; `None` for a blank one or one that does not decode (counted).
+    fn decode_line(&self, line: &[u8]) -> Option<WatchItem<Item>> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        let decoded = match self.kind {
+            StreamKind::Events(shape) => wire::watch_line(line, shape, Timestamp::now())
+                .map(|i| i.map(|e| Item::Event(Box::new(e)))),
+            StreamKind::Objects(r) => r
+                .watch_line(line)
+                .map(|i| i.map(|o| Item::Object(Box::new(o)))),
+        };
+        decoded.map_err(|e| self.skip_undecodable(&e)).ok()
+    }
+
+    /// Sends what the batch holds, then (Events only) the checkpoint at `resource_version`.
+    /// Object streams list at every start: their checkpoint (after the list) only says that
+    /// they were watched.
+    async fn flush(
+        &self,
+        batch: &mut Vec<SourceMsg>,
+        resource_version: Option<&str>,
+    ) -> Result<(), StreamError> {
+        match batch.len() {
+            0 => {}
+            1 => self.send(batch.pop().expect("one")).await?,
+            _ => {
+                let msgs = std::mem::replace(batch, Vec::with_capacity(BATCH));
+                self.send(SourceMsg::Batch(msgs)).await?;
+            }
+        }
+        if let (Some(rv), StreamKind::Events(_)) = (resource_version, self.kind) {
+            self.checkpoint(rv).await?;
+        }
+        Ok(())
     }
 
     async fn checkpoint(&self, resource_version: &str) -> Result<(), StreamError> {

@@ -42,6 +42,8 @@ pub enum SourceMsg {
     Listed(Resource),
     /// A watched object was deleted.
     ObjectDeleted(Box<objects::KubeObject>),
+    /// Several of the above, in order: what one stream had received at once.
+    Batch(Vec<SourceMsg>),
     /// The API server refuses the watch of this resource (403): no workloads or derived
     /// occurrences from it until it allows it.
     Forbidden(objects::Resource),

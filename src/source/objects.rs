@@ -64,6 +64,21 @@ struct RawLine<'a, T> {
     object: T,
 }
 
+/// A watch `ERROR` line: its Status's code and message.
+fn error_line(line: &[u8]) -> Option<WatchItem<KubeObject>> {
+    #[derive(Deserialize)]
+    struct Status<'a> {
+        code: Option<i64>,
+        #[serde(borrow)]
+        message: Option<Str<'a>>,
+    }
+    let raw: RawLine<'_, Status<'_>> = serde_json::from_slice(line).ok()?;
+    (raw.type_.0 == "ERROR").then(|| WatchItem::Error {
+        code: raw.object.code.unwrap_or(0),
+        message: owned(raw.object.message),
+    })
+}
+
 /// One watch line, object and all, in one pass.
 fn line_of<'a, T: RawObject<'a>>(line: &'a [u8]) -> serde_json::Result<WatchItem<KubeObject>> {
     let raw: RawLine<'a, T> = serde_json::from_slice(line)?;
@@ -141,12 +156,14 @@ impl Resource {
 
     /// Decodes one watch line of this resource in one pass over it.
     pub fn watch_line(self, line: &[u8]) -> serde_json::Result<WatchItem<KubeObject>> {
-        match self {
+        let decoded = match self {
             Self::Pods => line_of::<RawPod>(line),
             Self::ReplicaSets => line_of::<RawOwned>(line).map(|i| i.map(|o| o.kind("ReplicaSet"))),
             Self::Jobs => line_of::<RawOwned>(line).map(|i| i.map(|o| o.kind("Job"))),
             Self::Deployments => line_of::<RawDeployment>(line),
-        }
+        };
+        // An `ERROR` line's Status has a string `status`, which no object's shape takes.
+        decoded.or_else(|e| error_line(line).ok_or(e))
     }
 
     /// Decodes one object of this resource.

@@ -323,7 +323,11 @@ async fn a_kill_in_the_middle_of_a_storm_loses_no_committed_record() {
         POLL,
         || async {
             let records = archived(&exporter, "").await;
-            (records.len() == 3_000).then_some(records)
+            if records.len() == 3_000 {
+                Ok(records)
+            } else {
+                Err(format!("{} records", records.len()))
+            }
         },
     )
     .await;

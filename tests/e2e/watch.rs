@@ -232,7 +232,18 @@ async fn play(fake: &FakeApiServer, args: &[&str]) -> (Totals, Exporter) {
             >= 1.0
     );
     assert!(s.value("kube_event_exporter_watch_restarts_total") >= 4.0);
-    assert_eq!(s.value("kube_event_exporter_decode_errors_total"), 0.0);
+    assert_eq!(
+        s.value("kube_event_exporter_decode_errors_total"),
+        0.0,
+        "{}",
+        exporter
+            .logs()
+            .lines()
+            .filter(|l| l.contains("undecodable"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert!(m.0.len() >= 20, "the scenario has at least 20 events");
     (m.totals(), exporter)
 }

@@ -455,8 +455,8 @@ async fn without_the_pod_watch_events_still_flow_and_the_metric_says_why() {
     let exporter = start(&fake, dir.path(), &[]).await;
     let item = wait_item(&exporter, "name=api-1", |_| true).await;
     assert_eq!(item["count"], 2);
-    // The Pod's owner is unknown: the Pod is its own workload, at once.
-    assert_eq!(workload(&item), ("Pod", "api-1"));
+    // The Pod's owner is unknown, and so is its workload; the event did not wait.
+    assert_eq!(workload(&item), ("", ""));
     let m = exporter.metrics().await;
     assert_eq!(
         m.get(
