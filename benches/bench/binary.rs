@@ -14,6 +14,7 @@ use crate::{
         Exporter,
         alertmanager::{Alertmanager, Webhook, config},
         fake_apiserver::{FakeApiServer, new_event},
+        objects::{Builder, pod},
     },
 };
 
@@ -101,10 +102,18 @@ async fn total_events(exporter: &Exporter) -> u64 {
     exporter.metrics().await.event_totals().values().sum()
 }
 
+/// The Pods the end-to-end events are about (`p-0`…`p-999`, Pod `p-j` in `ns-{j % 20}`), so
+/// each event's workload is found at once, as in a cluster where a Pod exists before its events.
+const PODS: usize = 1000;
+
 pub async fn end_to_end() -> BTreeMap<&'static str, f64> {
     let n: usize = if quick() { 5_000 } else { 50_000 };
     let fake = FakeApiServer::start().await;
     fake.set_bookmark_interval(Duration::from_secs(3600));
+    for j in 0..PODS {
+        let ns = format!("ns-{}", j % 20);
+        fake.apply("pods", pod(&ns, &format!("p-{j}")).container("app").build());
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let exporter = unlimited_exporter(&fake, dir.path(), &[]).await;
     let pid = exporter.pid().to_string();
@@ -114,7 +123,7 @@ pub async fn end_to_end() -> BTreeMap<&'static str, f64> {
         fake.create(&new_event(
             &format!("ns-{}", i % 20),
             "Pod",
-            &format!("p-{i}"),
+            &format!("p-{}", i % PODS),
             REASONS[i % 8],
             "Warning",
             1,
@@ -150,7 +159,7 @@ pub async fn end_to_end() -> BTreeMap<&'static str, f64> {
             fake.create(&new_event(
                 &format!("ns-{}", i % 20),
                 "Pod",
-                &format!("p-{i}"),
+                &format!("p-{}", i % PODS),
                 "BackOff",
                 "Warning",
                 1,

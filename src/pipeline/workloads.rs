@@ -30,7 +30,7 @@ use crate::{
 };
 
 /// How long an event about an object its watch has not delivered yet waits for it.
-pub const HOLD: Duration = Duration::from_secs(2);
+pub const HOLD: Duration = Duration::from_millis(500);
 
 /// How long a deleted object's owner is kept: Events about it live an hour after it.
 const TOMBSTONE: Duration = Duration::from_secs(2 * 3600);
