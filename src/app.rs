@@ -21,6 +21,7 @@ use crate::{
     http::{AppState, auth::Authorizer, server::HttpServer},
     metrics::Metrics,
     pipeline::{Consumers, Pipeline, ledger::Ledger},
+    ship::Shipper,
     source::{
         self, CHANNEL_CAPACITY, Checkpoints, Input, Source, SourceContext, kube::ConnectError,
     },
@@ -46,6 +47,8 @@ pub enum StartError {
     ArchiveRejected(#[source] ArchiveError),
     #[error("cannot build the Alertmanager client: {0}")]
     AlertClientFailed(#[source] reqwest::Error),
+    #[error("cannot build the ClickHouse client: {0}")]
+    ClickHouseClientFailed(#[source] reqwest::Error),
     #[error("cannot listen on {addr}: {source}")]
     BindFailed {
         addr: std::net::SocketAddr,
@@ -89,6 +92,8 @@ pub struct Parts {
     pub alerting: Option<Arc<Alerting>>,
     /// One per Alertmanager.
     pub deliverers: Vec<Deliverer>,
+    /// `None`: shipping to ClickHouse off.
+    pub shipper: Option<Shipper>,
     /// What a source reports to (the pipeline's channel among it).
     pub source_ctx: SourceContext,
     /// Where each watch stream had got to when the exporter last stopped.
@@ -102,10 +107,15 @@ impl Parts {
     /// pipeline to its consumers. `streams` sources report `Synced` before the exporter is
     /// ready.
     pub fn build(config: &Config, archive: Archive, streams: usize) -> Result<Self, StartError> {
-        let metrics = Arc::new(Metrics::with_event_series(
-            config.metrics_max_series,
-            config.metrics_workload_labels,
-        ));
+        let mut metrics =
+            Metrics::with_event_series(config.metrics_max_series, config.metrics_workload_labels);
+        if config.clickhouse.is_some() {
+            metrics = metrics.with_clickhouse();
+        }
+        let metrics = Arc::new(metrics);
+        let archive = archive
+            .with_outbox(config.clickhouse.is_some())
+            .map_err(StartError::ArchiveRejected)?;
         let health = Arc::new(Health::new(config.health_failure_threshold));
         let now = jiff::Timestamp::now();
         let since = now.checked_sub(config.ledger_ttl).map_or(0, micros);
@@ -152,6 +162,8 @@ impl Parts {
             None => (None, Vec::new()),
         };
 
+        let shipper = shipper(config, &archive, &metrics)?;
+
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let consumers = Consumers {
             archive: sink,
@@ -182,6 +194,7 @@ impl Parts {
             archive_writer,
             alerting,
             deliverers,
+            shipper,
             source_ctx: SourceContext {
                 tx,
                 metrics: metrics.clone(),
@@ -195,6 +208,22 @@ impl Parts {
                 auth: None,
             },
         })
+    }
+}
+
+/// The ClickHouse shipper, with `--clickhouse-url`.
+fn shipper(
+    config: &Config,
+    archive: &Archive,
+    metrics: &Metrics,
+) -> Result<Option<Shipper>, StartError> {
+    match (&config.clickhouse, metrics.clickhouse()) {
+        (Some(settings), Some(ship_metrics)) => {
+            Shipper::new(archive.clone(), settings.clone(), ship_metrics)
+                .map(Some)
+                .map_err(StartError::ClickHouseClientFailed)
+        }
+        _ => Ok(None),
     }
 }
 
@@ -300,6 +329,9 @@ impl App {
         }
         if let Some(alerting) = parts.alerting {
             tasks.spawn(alerting.run_resender(shutdown.clone()));
+        }
+        if let Some(shipper) = parts.shipper {
+            tasks.spawn(shipper.run(shutdown.clone()));
         }
         // The source holds the only other sender: once it is gone the pipeline only exposes
         // what becomes durable.

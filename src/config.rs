@@ -12,6 +12,7 @@ use crate::{
     archive::{OnCorruption, limits::ArchiveLimits, writer::WriterSettings},
     http::auth::AuthSettings,
     rules::{Rules, is_label_name},
+    ship::ShipSettings,
     source::kube::{EventsApi, KubeSettings},
     util::units::{ByteSize, HumanDuration},
 };
@@ -260,6 +261,47 @@ pub struct Args {
     /// nothing but the proxy that sets them can reach the exporter.
     #[arg(long, env = "KEE_AUTH_TRUSTED_PROXY_HEADERS")]
     pub auth_trusted_proxy_headers: bool,
+
+    /// Ship every archived record to ClickHouse over its HTTP interface, e.g.
+    /// http://user:password@clickhouse:8123 [default: none, shipping off].
+    #[arg(
+        long,
+        env = "KEE_CLICKHOUSE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub clickhouse_url: Option<String>,
+
+    /// ClickHouse database of the table (it must exist).
+    #[arg(
+        long,
+        env = "KEE_CLICKHOUSE_DATABASE",
+        value_name = "NAME",
+        default_value = "default"
+    )]
+    pub clickhouse_database: String,
+
+    /// ClickHouse table, created if missing.
+    #[arg(
+        long,
+        env = "KEE_CLICKHOUSE_TABLE",
+        value_name = "NAME",
+        default_value = "kube_events"
+    )]
+    pub clickhouse_table: String,
+
+    /// Day partitions of ClickHouse (by first occurrence) older than this are dropped.
+    #[arg(
+        long,
+        env = "KEE_CLICKHOUSE_RETENTION",
+        value_name = "DURATION",
+        default_value = "90d"
+    )]
+    pub clickhouse_retention: HumanDuration,
+
+    /// This cluster's name in ClickHouse (required with --clickhouse-url).
+    #[arg(long, env = "KEE_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: Option<String>,
 }
 
 /// Where events come from.
@@ -295,6 +337,8 @@ pub struct Config {
     pub rules: Rules,
     /// `None`: `--auth none`.
     pub auth: Option<AuthSettings>,
+    /// `None`: shipping to ClickHouse off.
+    pub clickhouse: Option<ShipSettings>,
 }
 
 /// Where and how events are archived.
@@ -331,6 +375,7 @@ impl TryFrom<Args> for Config {
         };
         let alerting = alerting_config(&args)?;
         let archive = archive_config(&args, &rules)?;
+        let clickhouse = clickhouse_config(&args)?;
         let namespaces = namespaces(&args.namespace)?;
         if args.watch_timeout.0 < Duration::from_secs(1) {
             return Err(invalid("--watch-timeout", "must be at least 1s"));
@@ -356,6 +401,7 @@ impl TryFrom<Args> for Config {
         };
         Ok(Self {
             auth,
+            clickhouse,
             listen: args.listen,
             watch: KubeSettings {
                 api: args.events_api,
@@ -374,6 +420,84 @@ impl TryFrom<Args> for Config {
             input: input(args.replay, args.kubeconfig, args.context)?,
         })
     }
+}
+
+/// The shipping settings; `None` without `--clickhouse-url`. Credentials in the URL move to
+/// their own fields, so the URL can be logged.
+fn clickhouse_config(args: &Args) -> Result<Option<ShipSettings>, InvalidConfig> {
+    let identifier = |flag, name: &str| {
+        let mut chars = name.chars();
+        let ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            Ok(name.to_owned())
+        } else {
+            Err(invalid(
+                flag,
+                format!("`{name}` is not a plain identifier (letters, digits, '_')"),
+            ))
+        }
+    };
+    let database = identifier("--clickhouse-database", &args.clickhouse_database)?;
+    let table = identifier("--clickhouse-table", &args.clickhouse_table)?;
+    // Partitions are days.
+    if args.clickhouse_retention.0 < Duration::from_secs(86_400) {
+        return Err(invalid("--clickhouse-retention", "must be at least 1d"));
+    }
+    let Some(raw) = &args.clickhouse_url else {
+        if args.cluster_name.is_some() {
+            return Err(invalid("--cluster-name", "only with --clickhouse-url"));
+        }
+        return Ok(None);
+    };
+    let mut endpoint = reqwest::Url::parse(raw)
+        .map_err(|e| invalid("--clickhouse-url", format!("`{raw}` is not a URL: {e}")))?;
+    if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
+        return Err(invalid(
+            "--clickhouse-url",
+            "must be an http:// or https:// URL with a host",
+        ));
+    }
+    if endpoint.query().is_some() || endpoint.fragment().is_some() {
+        return Err(invalid(
+            "--clickhouse-url",
+            "must not have a query or fragment",
+        ));
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|_| invalid("--clickhouse-url", "credentials are not UTF-8"))
+    };
+    let user = match endpoint.username() {
+        "" => None,
+        u => Some(decode(u)?),
+    };
+    let password = endpoint.password().map(decode).transpose()?;
+    // Cannot fail on an http(s) URL with a host.
+    let _ = endpoint.set_username("");
+    let _ = endpoint.set_password(None);
+    let cluster = match args.cluster_name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => {
+            return Err(invalid(
+                "--cluster-name",
+                "required with --clickhouse-url (this cluster's name in ClickHouse)",
+            ));
+        }
+    };
+    Ok(Some(ShipSettings {
+        endpoint,
+        user,
+        password,
+        database,
+        table,
+        cluster,
+        retention: args.clickhouse_retention.0,
+    }))
 }
 
 fn namespaces(given: &[String]) -> Result<Vec<String>, InvalidConfig> {

@@ -21,6 +21,7 @@
 //! config                      flags → one validated Config of each stage's settings
 //! http                        routes, the API's JSON and table renderings, the page (reads only)
 //! pipeline                    ledger, occurrences, fan-out to the consumers
+//! ship                        the archive's outbox to ClickHouse
 //! alerting                    alerts, delivery queues
 //! archive                     redb records, batches, queries, limits
 //! source                      kube watch, replay, wire decoder
@@ -42,6 +43,7 @@ pub mod rules;
 pub mod source;
 pub mod archive;
 pub mod alerting;
+pub mod ship;
 pub mod pipeline;
 pub mod http;
 pub mod config;

@@ -1,0 +1,369 @@
+//! Shipping to a real ClickHouse (Debian's 18.16): records and count updates arrive, an outage
+//! of ClickHouse is caught up without blocking anything else, a SIGKILL of the exporter in the
+//! middle of shipping loses nothing and shows nothing twice, and bad or unreachable URLs.
+
+use std::{collections::BTreeMap, process::Command, time::Duration};
+
+use serde_json::Value;
+
+use crate::support::{
+    Exporter, Model, POLL,
+    clickhouse::ClickHouse,
+    fake_apiserver::{FakeApiServer, new_event},
+    free_port, wait_for,
+};
+
+/// Every archived record's uid → count, through the API.
+async fn archived(exporter: &Exporter) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = "/api/v1/events?limit=1000".to_owned();
+        if let Some(c) = &cursor {
+            url = format!("{url}&cursor={c}");
+        }
+        let (status, body) = exporter.get(&url).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        let page: Value = serde_json::from_str(&body).expect("json");
+        for i in page["items"].as_array().expect("items") {
+            out.insert(
+                i["uid"].as_str().expect("uid").to_owned(),
+                i["count"].as_u64().expect("count"),
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// uid → count of the cluster's rows in ClickHouse, as `FINAL` shows them.
+async fn shipped(ch: &ClickHouse, cluster: &str) -> Result<BTreeMap<String, u64>, String> {
+    let rows = ch
+        .rows(&format!(
+            "SELECT uid, count FROM default.kube_events FINAL WHERE cluster = '{cluster}' FORMAT JSONEachRow"
+        ))
+        .await?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let uid = r["uid"].as_str().expect("uid").to_owned();
+        // 64-bit integers come quoted.
+        let count = r["count"]
+            .as_str()
+            .and_then(|c| c.parse().ok())
+            .or_else(|| r["count"].as_u64())
+            .expect("count");
+        if out.insert(uid.clone(), count).is_some() {
+            return Err(format!("{uid} shown twice after FINAL"));
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until ClickHouse shows exactly the archive's records with their counts.
+async fn wait_shipped(exporter: &Exporter, ch: &ClickHouse, cluster: &str, want_len: usize) {
+    wait_for(
+        "ClickHouse to hold what the archive holds",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let local = archived(exporter).await;
+            let remote = shipped(ch, cluster).await?;
+            if local.len() == want_len && remote == local {
+                Ok(())
+            } else {
+                Err(exporter
+                    .with_logs(format!(
+                        "want {want_len}, local {} records, ClickHouse {} rows, differing: {:?}",
+                        local.len(),
+                        remote.len(),
+                        local
+                            .iter()
+                            .filter(|(k, v)| remote.get(*k) != Some(v))
+                            .take(5)
+                            .collect::<Vec<_>>()
+                    ))
+                    .to_string())
+            }
+        },
+    )
+    .await;
+}
+
+/// After a forced merge, no (cluster, uid) has two rows, `FINAL` or not.
+async fn assert_no_duplicates(ch: &ClickHouse) {
+    ch.query("OPTIMIZE TABLE default.kube_events FINAL")
+        .await
+        .expect("optimize");
+    let dupes = ch
+        .query("SELECT cluster, uid, count() AS n FROM default.kube_events GROUP BY cluster, uid HAVING n > 1 FORMAT TSV")
+        .await
+        .expect("query");
+    assert_eq!(dupes, "", "duplicate rows after OPTIMIZE FINAL");
+}
+
+async fn start(
+    fake: &FakeApiServer,
+    dir: &std::path::Path,
+    ch_url: &str,
+    extra: &[&str],
+) -> Exporter {
+    let kubeconfig = fake.write_kubeconfig(dir);
+    let archive = dir.join("archive.redb");
+    let mut args = vec![
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8"),
+        "--archive-path",
+        archive.to_str().expect("utf-8"),
+        "--no-workloads",
+        "--clickhouse-url",
+        ch_url,
+        "--cluster-name",
+        "prod",
+        "--archive-namespace-burst",
+        "10000",
+        "--archive-burst",
+        "10000",
+    ];
+    args.extend_from_slice(extra);
+    let exporter = Exporter::start(&args).await;
+    exporter.wait_ready().await;
+    exporter
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_and_updates_arrive_and_an_outage_is_caught_up_once() {
+    let mut ch = ClickHouse::start().await;
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut m = Model::default();
+    let backoff = m.create(
+        &fake,
+        &new_event("shop", "Pod", "api-1", "BackOff", "Warning", 3),
+    );
+    m.create(
+        &fake,
+        &new_event("prod", "Node", "node-1", "NodeNotReady", "Warning", 1),
+    );
+    let exporter = start(&fake, dir.path(), &ch.url(), &[]).await;
+    wait_shipped(&exporter, &ch, "prod", 2).await;
+    let columns = ch
+        .rows("SELECT * FROM default.kube_events FINAL WHERE reason = 'BackOff' FORMAT JSONEachRow")
+        .await
+        .expect("row");
+    let api = exporter.get("/api/v1/events?reason=BackOff").await.1;
+    let item = &serde_json::from_str::<Value>(&api).expect("json")["items"][0];
+    for field in [
+        "uid",
+        "namespace",
+        "kind",
+        "name",
+        "reason",
+        "type",
+        "message",
+        "source",
+        "host",
+        "object_uid",
+        "object_namespace",
+        "object_api_version",
+        "field_path",
+        "reporting_instance",
+        "action",
+        "event_name",
+        "workload_kind",
+        "workload",
+    ] {
+        assert_eq!(columns[0][field], item[field], "{field}");
+    }
+    assert_eq!(columns[0]["cluster"], "prod");
+
+    // A count update replaces the row.
+    m.set_count(&fake, "shop", &backoff, 8);
+    wait_shipped(&exporter, &ch, "prod", 2).await;
+
+    // ClickHouse goes away: events keep flowing, counted and archived, and the outbox grows.
+    ch.stop();
+    m.set_count(&fake, "shop", &backoff, 11);
+    for i in 0..20 {
+        m.create(
+            &fake,
+            &new_event("shop", "Pod", &format!("web-{i}"), "Pulled", "Normal", 1),
+        );
+    }
+    exporter.wait_totals(&m.totals()).await;
+    wait_for(
+        "the outbox to hold the changes and failures to be counted",
+        Duration::from_secs(30),
+        POLL,
+        || async {
+            let s = exporter.metrics().await;
+            let rows = s.value("kube_event_exporter_clickhouse_outbox_rows");
+            let failed = s
+                .get(
+                    "kube_event_exporter_clickhouse_batches_failed_total",
+                    &[("reason", "connect")],
+                )
+                .unwrap_or(0.0);
+            (rows == 21.0 && failed >= 1.0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(exporter.get("/readyz").await.0, 200);
+    assert_eq!(exporter.get("/healthz").await.0, 200);
+    assert!(
+        exporter
+            .metrics()
+            .await
+            .value("kube_event_exporter_clickhouse_outbox_oldest_age_seconds")
+            > 0.0
+    );
+
+    // Back: everything arrives, once.
+    ch.resume().await;
+    wait_shipped(&exporter, &ch, "prod", 22).await;
+    wait_for(
+        "the outbox to drain",
+        Duration::from_secs(10),
+        POLL,
+        || async {
+            let s = exporter.metrics().await;
+            (s.value("kube_event_exporter_clickhouse_outbox_rows") == 0.0).then_some(())
+        },
+    )
+    .await;
+    assert_no_duplicates(&ch).await;
+    assert_eq!(
+        shipped(&ch, "prod").await.expect("rows"),
+        archived(&exporter).await
+    );
+    let logs = exporter.logs();
+    assert_eq!(
+        logs.matches("Shipping to ClickHouse failed").count(),
+        1,
+        "one log line per change of failure: {logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_mid_shipping_loses_nothing_and_shows_nothing_twice() {
+    let ch = ClickHouse::start().await;
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut m = Model::default();
+    let n = 8_000;
+    for i in 0..n {
+        m.create(
+            &fake,
+            &new_event("shop", "Pod", &format!("api-{i}"), "Pulled", "Normal", 1),
+        );
+    }
+    let mut exporter = start(&fake, dir.path(), &ch.url(), &[]).await;
+    // Killed once some batches went, before all did.
+    wait_for(
+        "a first batch to ship",
+        Duration::from_secs(60),
+        Duration::from_millis(10),
+        || async {
+            let s = exporter.metrics().await;
+            (s.value("kube_event_exporter_clickhouse_rows_shipped_total") > 0.0).then_some(())
+        },
+    )
+    .await;
+    exporter.kill();
+    let before = ch
+        .query("SELECT count() FROM default.kube_events FINAL")
+        .await
+        .expect("count");
+    let exporter = start(&fake, dir.path(), &ch.url(), &[]).await;
+    wait_shipped(&exporter, &ch, "prod", n).await;
+    assert_no_duplicates(&ch).await;
+    let total = ch
+        .query("SELECT count() FROM default.kube_events")
+        .await
+        .expect("count");
+    assert_eq!(
+        total.trim(),
+        n.to_string(),
+        "shipped {before} before the kill"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_clickhouse_at_start_is_retried_with_backoff_and_counted() {
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    fake.create(&new_event("shop", "Pod", "api-1", "BackOff", "Warning", 3));
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let exporter = start(&fake, dir.path(), &url, &[]).await;
+    let failed = || async {
+        exporter
+            .metrics()
+            .await
+            .get(
+                "kube_event_exporter_clickhouse_batches_failed_total",
+                &[("reason", "connect")],
+            )
+            .unwrap_or(0.0)
+    };
+    wait_for(
+        "two failed attempts",
+        Duration::from_secs(20),
+        POLL,
+        || async { (failed().await >= 2.0).then_some(()) },
+    )
+    .await;
+    // Backoff: far fewer attempts than polls in the same time.
+    let at = failed().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(failed().await - at <= 4.0, "retries back off");
+    assert_eq!(exporter.get("/readyz").await.0, 200);
+    assert_eq!(archived(&exporter).await.len(), 1);
+}
+
+#[test]
+fn bad_clickhouse_flags_exit_2_naming_the_flag() {
+    for (args, flag) in [
+        (
+            &["--clickhouse-url", "not a url", "--cluster-name", "a"][..],
+            "--clickhouse-url",
+        ),
+        (
+            &["--clickhouse-url", "ftp://ch:21", "--cluster-name", "a"],
+            "--clickhouse-url",
+        ),
+        (&["--clickhouse-url", "http://ch:8123"], "--cluster-name"),
+        (&["--cluster-name", "a"], "--cluster-name"),
+        (
+            &[
+                "--clickhouse-url",
+                "http://ch:8123",
+                "--cluster-name",
+                "a",
+                "--clickhouse-table",
+                "x;drop",
+            ],
+            "--clickhouse-table",
+        ),
+        (
+            &[
+                "--clickhouse-url",
+                "http://ch:8123",
+                "--cluster-name",
+                "a",
+                "--clickhouse-retention",
+                "1h",
+            ],
+            "--clickhouse-retention",
+        ),
+    ] {
+        let out = Command::new(Exporter::binary())
+            .args(args)
+            .args(["--replay", "/dev/null"])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
