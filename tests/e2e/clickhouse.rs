@@ -367,3 +367,74 @@ fn bad_clickhouse_flags_exit_2_naming_the_flag() {
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
 }
+
+/// Refused credentials and a table of other columns: counted by reason, logged once each,
+/// retried, never a crash; once the table is fixed, the waiting records arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_counted_logged_once_and_caught_up_after_the_fix() {
+    let ch = ClickHouse::start().await;
+    let fake = FakeApiServer::start().await;
+    fake.create(&new_event("shop", "Pod", "api-1", "BackOff", "Warning", 3));
+
+    // A wrong password: 401, not retried promptly.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("http://default:wrong@{}", ch.addr);
+    let mut exporter = start(&fake, dir.path(), &url, &[]).await;
+    wait_for(
+        "a refusal counted",
+        Duration::from_secs(20),
+        POLL,
+        || async { (failed(&exporter, "status_4xx").await >= 1.0).then_some(()) },
+    )
+    .await;
+    let logs = exporter.logs();
+    assert!(logs.contains("401"), "{logs}");
+    assert!(
+        !logs.contains("wrong"),
+        "the password is never logged: {logs}"
+    );
+    exporter.kill();
+
+    // A table of other columns: every INSERT fails with ClickHouse's message, logged once.
+    ch.query("CREATE TABLE default.kube_events (cluster String, uid String, count UInt64) ENGINE = ReplacingMergeTree(count) ORDER BY (cluster, uid)")
+        .await
+        .expect("create");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exporter = start(&fake, dir.path(), &ch.url(), &[]).await;
+    wait_for(
+        "schema failures counted",
+        Duration::from_secs(20),
+        POLL,
+        || async { (failed(&exporter, "status_5xx").await >= 3.0).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        exporter
+            .logs()
+            .matches("Shipping to ClickHouse failed")
+            .count(),
+        1
+    );
+    assert_eq!(exporter.get("/readyz").await.0, 200);
+
+    // Fixed (dropped; the exporter creates it again at its next start): nothing was lost.
+    ch.query("DROP TABLE default.kube_events")
+        .await
+        .expect("drop");
+    let mut exporter = exporter;
+    exporter.kill();
+    let exporter = start(&fake, dir.path(), &ch.url(), &[]).await;
+    wait_shipped(&exporter, &ch, "prod", 1).await;
+}
+
+/// `clickhouse_batches_failed_total{reason}`.
+async fn failed(exporter: &Exporter, reason: &str) -> f64 {
+    exporter
+        .metrics()
+        .await
+        .get(
+            "kube_event_exporter_clickhouse_batches_failed_total",
+            &[("reason", reason)],
+        )
+        .unwrap_or(0.0)
+}
