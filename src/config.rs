@@ -26,6 +26,15 @@ pub enum CorruptionPolicy {
     MoveAside,
 }
 
+/// `--history-from`: where `/api/v1/events` and the page read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HistorySource {
+    /// The local archive: this cluster's events.
+    Archive,
+    /// ClickHouse (--clickhouse-url): every cluster that ships there.
+    Clickhouse,
+}
+
 /// `--auth`: who may read the history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
@@ -42,6 +51,8 @@ pub enum LogFormat {
 }
 
 /// The command line. Parse it with [`Args::try_parse_from`] in tests.
+// On/off flags are bools: that is what clap parses a switch into.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Parser)]
 #[command(name = "kube-event-exporter", version, about, max_term_width = 100)]
 pub struct Args {
@@ -299,9 +310,19 @@ pub struct Args {
     )]
     pub clickhouse_retention: HumanDuration,
 
-    /// This cluster's name in ClickHouse (required with --clickhouse-url).
+    /// This cluster's name in ClickHouse (required with --clickhouse-url, unless --no-watch).
     #[arg(long, env = "KEE_CLUSTER_NAME", value_name = "NAME")]
     pub cluster_name: Option<String>,
+
+    /// Where /api/v1/events and the page read: `archive` (this cluster's local archive) or
+    /// `clickhouse` (every cluster that ships to --clickhouse-url).
+    #[arg(long, env = "KEE_HISTORY_FROM", value_name = "STORE", value_enum, default_value_t = HistorySource::Archive)]
+    pub history_from: HistorySource,
+
+    /// Watch nothing and ship nothing: a query-only history server over ClickHouse (needs
+    /// --history-from clickhouse; no Kubernetes credentials).
+    #[arg(long, env = "KEE_NO_WATCH", conflicts_with_all = ["replay", "kubeconfig", "context"])]
+    pub no_watch: bool,
 }
 
 /// Where events come from.
@@ -314,6 +335,8 @@ pub enum InputConfig {
     },
     /// A file of recorded events; `None` is stdin.
     Replay(Option<PathBuf>),
+    /// `--no-watch`: no events come in.
+    Nothing,
 }
 
 /// The validated configuration. Built once at start and never changed; each stage gets its
@@ -337,8 +360,22 @@ pub struct Config {
     pub rules: Rules,
     /// `None`: `--auth none`.
     pub auth: Option<AuthSettings>,
-    /// `None`: shipping to ClickHouse off.
+    /// `None`: no ClickHouse. With it, records are shipped unless `--no-watch`.
     pub clickhouse: Option<ShipSettings>,
+    /// `/api/v1/events` and the page read from ClickHouse.
+    pub history_from_clickhouse: bool,
+}
+
+impl Config {
+    /// Whether records are shipped to ClickHouse.
+    pub fn ships(&self) -> bool {
+        self.clickhouse.is_some() && !matches!(self.input, InputConfig::Nothing)
+    }
+
+    /// This cluster's name; empty when it has none (no ClickHouse, or `--no-watch`).
+    pub fn cluster_name(&self) -> &str {
+        self.clickhouse.as_ref().map_or("", |c| c.cluster.as_str())
+    }
 }
 
 /// Where and how events are archived.
@@ -376,6 +413,26 @@ impl TryFrom<Args> for Config {
         let alerting = alerting_config(&args)?;
         let archive = archive_config(&args, &rules)?;
         let clickhouse = clickhouse_config(&args)?;
+        let history_from_clickhouse = args.history_from == HistorySource::Clickhouse;
+        if history_from_clickhouse && clickhouse.is_none() {
+            return Err(invalid(
+                "--history-from",
+                "clickhouse needs --clickhouse-url",
+            ));
+        }
+        if args.no_watch && !history_from_clickhouse {
+            return Err(invalid(
+                "--no-watch",
+                "only with --history-from clickhouse (there is nothing else to serve)",
+            ));
+        }
+        // Access decisions list the namespaces of the local archive, not of a fleet.
+        if history_from_clickhouse && args.auth == AuthMode::Kubernetes {
+            return Err(invalid(
+                "--auth",
+                "kubernetes is not available with --history-from clickhouse",
+            ));
+        }
         let namespaces = namespaces(&args.namespace)?;
         if args.watch_timeout.0 < Duration::from_secs(1) {
             return Err(invalid("--watch-timeout", "must be at least 1s"));
@@ -399,9 +456,15 @@ impl TryFrom<Args> for Config {
             }
             AuthMode::None => None,
         };
+        let input = if args.no_watch {
+            InputConfig::Nothing
+        } else {
+            input(args.replay, args.kubeconfig, args.context)?
+        };
         Ok(Self {
             auth,
             clickhouse,
+            history_from_clickhouse,
             listen: args.listen,
             watch: KubeSettings {
                 api: args.events_api,
@@ -417,7 +480,7 @@ impl TryFrom<Args> for Config {
             archive,
             alerting,
             rules,
-            input: input(args.replay, args.kubeconfig, args.context)?,
+            input,
         })
     }
 }
@@ -482,6 +545,8 @@ fn clickhouse_config(args: &Args) -> Result<Option<ShipSettings>, InvalidConfig>
     let _ = endpoint.set_password(None);
     let cluster = match args.cluster_name.as_deref().map(str::trim) {
         Some(name) if !name.is_empty() => name.to_owned(),
+        // A query-only server ships nothing: it has no cluster of its own.
+        None if args.no_watch => String::new(),
         _ => {
             return Err(invalid(
                 "--cluster-name",
@@ -681,6 +746,64 @@ mod tests {
         argv.extend_from_slice(args);
         let args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
         Config::try_from(args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn clickhouse_credentials_leave_the_url() {
+        let c = parse(&[
+            "--clickhouse-url",
+            "https://kee:p%40ss@ch.example:8443/",
+            "--cluster-name",
+            "prod",
+        ])
+        .unwrap();
+        let ch = c.clickhouse.as_ref().expect("clickhouse");
+        assert_eq!(ch.endpoint.as_str(), "https://ch.example:8443/");
+        assert_eq!(
+            (ch.user.as_deref(), ch.password.as_deref()),
+            (Some("kee"), Some("p@ss"))
+        );
+        assert_eq!(
+            (ch.database.as_str(), ch.table.as_str()),
+            ("default", "kube_events")
+        );
+        assert_eq!(ch.retention, Duration::from_secs(90 * 86_400));
+        assert!(c.ships() && !c.history_from_clickhouse);
+        assert_eq!(c.cluster_name(), "prod");
+    }
+
+    #[test]
+    fn a_query_only_server_needs_clickhouse_and_no_cluster_name() {
+        let c = parse(&[
+            "--no-watch",
+            "--history-from",
+            "clickhouse",
+            "--clickhouse-url",
+            "http://ch:8123",
+        ])
+        .unwrap();
+        assert_eq!(c.input, InputConfig::Nothing);
+        assert!(!c.ships() && c.history_from_clickhouse);
+        for (args, flag) in [
+            (&["--no-watch"][..], "--no-watch"),
+            (&["--history-from", "clickhouse"], "--history-from"),
+            (
+                &[
+                    "--history-from",
+                    "clickhouse",
+                    "--clickhouse-url",
+                    "http://ch:8123",
+                    "--cluster-name",
+                    "a",
+                    "--auth",
+                    "kubernetes",
+                ],
+                "--auth",
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains(flag), "{args:?}: {e}");
+        }
     }
 
     #[test]

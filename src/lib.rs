@@ -7,6 +7,8 @@
 //! source (kube watch | replay file) ─▶ pipeline (occurrences, filter) ─┬─▶ metrics   ◀── GET /metrics
 //!                                                                       ├─▶ alerting  ──▶ Alertmanager(s)
 //!                                                                       └─▶ archive   ◀── GET /api/v1/events
+//!                                                                             │
+//!                                                  ship (outbox, optional) ◀──┘──▶ ClickHouse ◀── --history-from clickhouse
 //! ```
 //!
 //! [`event::Event`] is the one normalised event type every stage after the source uses. The

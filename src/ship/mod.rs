@@ -8,6 +8,7 @@
 //! cluster and uid, versioned by count, see [`row::create_table`]) keeps one row of each, as
 //! readers see it with `FINAL`.
 
+pub mod history;
 pub mod row;
 
 use std::{
@@ -83,6 +84,8 @@ pub enum ShipError {
     RequestFailed(#[source] reqwest::Error),
     #[error("ClickHouse refused the request ({status}): {body}")]
     Refused { status: StatusCode, body: String },
+    #[error("ClickHouse answered rows this exporter cannot read: {detail}")]
+    Unreadable { detail: String },
     #[error(transparent)]
     ArchiveFailed(#[from] ArchiveError),
     #[error("archive task failed: {0}")]
@@ -95,7 +98,7 @@ impl ShipError {
         match self {
             Self::ConnectFailed(_) => "connect",
             Self::TimedOut(_) => "timeout",
-            Self::RequestFailed(_) => "other",
+            Self::RequestFailed(_) | Self::Unreadable { .. } => "other",
             Self::Refused { status, .. } if status.is_client_error() => "status_4xx",
             Self::Refused { .. } => "status_5xx",
             Self::ArchiveFailed(_) | Self::TaskFailed(_) => "archive",

@@ -438,3 +438,155 @@ async fn failed(exporter: &Exporter, reason: &str) -> f64 {
         )
         .unwrap_or(0.0)
 }
+
+/// Every page of `query` (`limit` each), walking the cursors: the items of each page.
+async fn pages(exporter: &Exporter, query: &str) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("/api/v1/events?limit=7&{query}");
+        if let Some(c) = &cursor {
+            url = format!("{url}&cursor={c}");
+        }
+        let (status, body) = exporter.get(&url).await;
+        assert_eq!(status, 200, "{url}: {}", exporter.with_logs(&body));
+        let page: Value = serde_json::from_str(&body).expect("json");
+        out.push(page["items"].as_array().expect("items").clone());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// Events of one cluster, each a minute apart, so that the order newest first has no ties.
+fn scenario(fake: &FakeApiServer, offset: u64) -> Vec<String> {
+    let shapes = [
+        ("shop", "Pod", "api-1", "BackOff", "Warning"),
+        ("shop", "Pod", "api-2", "Pulled", "Normal"),
+        ("prod", "Node", "node-1", "NodeNotReady", "Warning"),
+        ("staging", "Pod", "web-0", "BackOff", "Warning"),
+        ("shop", "Deployment", "api", "ScalingReplicaSet", "Normal"),
+    ];
+    let mut names = Vec::new();
+    for round in 0..5u64 {
+        for (i, (ns, kind, object, reason, type_)) in shapes.iter().enumerate() {
+            let mut ev = new_event(ns, kind, &format!("{object}-{round}"), reason, type_, 1);
+            ev.age = Duration::from_secs(60 * (offset + round * 5 + i as u64) + 7);
+            names.push(fake.create(&ev));
+        }
+    }
+    names
+}
+
+/// A query-only history server over two clusters' rows answers, for each cluster, the same
+/// pages (every filter, every cursor step) as that cluster's own exporter over its archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_over_clickhouse_answers_as_the_archive_does() {
+    let ch = ClickHouse::start().await;
+    let (fake_prod, fake_staging) = (FakeApiServer::start().await, FakeApiServer::start().await);
+    let prod_names = scenario(&fake_prod, 0);
+    let (n_prod, n_staging) = (prod_names.len(), scenario(&fake_staging, 1).len());
+    let (dir_prod, dir_staging) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let prod = start(&fake_prod, dir_prod.path(), &ch.url(), &[]).await;
+    let staging = {
+        let kubeconfig = fake_staging.write_kubeconfig(dir_staging.path());
+        let archive = dir_staging.path().join("archive.redb");
+        let exporter = Exporter::start(&[
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8"),
+            "--archive-path",
+            archive.to_str().expect("utf-8"),
+            "--no-workloads",
+            "--clickhouse-url",
+            &ch.url(),
+            "--cluster-name",
+            "staging",
+        ])
+        .await;
+        exporter.wait_ready().await;
+        exporter
+    };
+    wait_shipped(&prod, &ch, "prod", n_prod).await;
+    wait_shipped(&staging, &ch, "staging", n_staging).await;
+    // Count updates (and so newer last occurrences): the fleet reads the latest version, once.
+    fake_prod.set_count("shop", &prod_names[0], 4);
+    fake_prod.set_count("shop", &prod_names[11], 9);
+    wait_for(
+        "the updates to be archived",
+        Duration::from_secs(20),
+        POLL,
+        || async {
+            let counts: Vec<u64> = archived(&prod).await.into_values().collect();
+            (counts.contains(&4) && counts.contains(&9)).then_some(())
+        },
+    )
+    .await;
+    wait_shipped(&prod, &ch, "prod", n_prod).await;
+
+    // The fleet server: no kube credentials, no watch.
+    let fleet = Exporter::start(&[
+        "--no-watch",
+        "--history-from",
+        "clickhouse",
+        "--clickhouse-url",
+        &ch.url(),
+    ])
+    .await;
+    fleet.wait_ready().await;
+
+    let all = pages(&prod, "").await.concat();
+    let time = |i: usize| all[i]["last_seen"].as_str().expect("time").to_owned();
+    let (since, until) = (time(17), time(4));
+    let queries = [
+        String::new(),
+        "namespace=shop".into(),
+        "reason=BackOff".into(),
+        "type=Warning".into(),
+        "namespace=shop&kind=Pod&name=api-1-2".into(),
+        "kind=Node".into(),
+        format!("since={since}"),
+        format!("until={until}"),
+        format!("since={since}&until={until}&type=Normal"),
+        "namespace=nowhere".into(),
+    ];
+    for (cluster, own) in [("prod", &prod), ("staging", &staging)] {
+        for q in &queries {
+            let local = pages(own, q).await;
+            let remote = pages(&fleet, &format!("cluster={cluster}&{q}")).await;
+            assert_eq!(remote, local, "{cluster}: {q}");
+            assert_eq!(pages(own, &format!("cluster={cluster}&{q}")).await, local);
+        }
+        assert_eq!(
+            pages(own, "cluster=elsewhere").await,
+            vec![Vec::<Value>::new()],
+            "an archive holds its own cluster only"
+        );
+    }
+    let everything = pages(&fleet, "").await.concat();
+    assert_eq!(everything.len(), n_prod + n_staging);
+    let times: Vec<&str> = everything
+        .iter()
+        .map(|i| i["last_seen"].as_str().expect("time"))
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted, "newest first across clusters");
+
+    // Errors are the API's: a bad parameter is a 400, a foreign cursor a 400 too.
+    assert_eq!(fleet.get("/api/v1/events?limit=0").await.0, 400);
+    assert_eq!(fleet.get("/api/v1/events?cursor=bogus").await.0, 400);
+    // The table and the page read the same store.
+    let (status, table) = fleet
+        .get("/api/v1/events?format=table&cluster=staging&reason=BackOff")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(table.lines().count(), 1 + 10, "{table}");
+    let (status, page) = fleet.get("/?cluster=prod&namespace=prod").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("node-1-3"), "{page}");
+    assert!(!page.contains("web-0"), "{page}");
+}

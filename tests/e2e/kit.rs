@@ -722,4 +722,38 @@ fn the_clickhouse_component_reads_its_url_from_a_secret() {
         .filter_map(|p| p["port"].as_u64())
         .collect();
     assert!(ports.contains(&8123) && ports.contains(&8443), "{ports:?}");
+
+    // The fleet's history server: query-only, its URL from a Secret, flags the binary knows.
+    let fleet = kustomize("deploy/examples/fleet-history");
+    let deployment = object(&fleet, "Deployment", "kube-event-history");
+    round_trips::<k8s_openapi::api::apps::v1::Deployment>(deployment);
+    let env = exporter_env_of(deployment);
+    assert_eq!(env["KEE_NO_WATCH"], "true");
+    assert_eq!(env["KEE_HISTORY_FROM"], "clickhouse");
+    let help = String::from_utf8(
+        Command::new(Exporter::binary())
+            .arg("--help")
+            .output()
+            .expect("help")
+            .stdout,
+    )
+    .expect("utf-8");
+    for name in env.keys() {
+        assert!(help.contains(&format!("env: {name}")), "{name}");
+    }
+}
+
+/// A Deployment's first container's variables (a `valueFrom` one as empty).
+fn exporter_env_of(deployment: &Value) -> BTreeMap<String, String> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").to_owned(),
+                e["value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
