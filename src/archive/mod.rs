@@ -156,7 +156,7 @@ impl Archive {
     /// Queues every record written from now on for ClickHouse (`ship`), or, without shipping,
     /// empties the outbox a previous run left: nothing would ever take it.
     pub fn with_outbox(mut self, ship: bool) -> Result<Self> {
-        if !ship {
+        if !ship && self.outbox_stats()?.rows > 0 {
             self.outbox_clear()?;
         }
         self.outbox = ship;

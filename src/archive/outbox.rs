@@ -1,5 +1,5 @@
 //! The ClickHouse outbox: which records changed since they were last shipped. The transaction
-//! that writes a record queues it ([`enqueue`]), so what is durable locally is durably queued;
+//! that writes a record queues it (`enqueue`), so what is durable locally is durably queued;
 //! the shipper reads the queue in order ([`Archive::outbox_read`]) and removes exactly what
 //! ClickHouse acknowledged ([`Archive::outbox_ack`]), again in one transaction.
 //!

@@ -291,12 +291,17 @@ impl Shipper {
         }
         let full = waiting.len() >= BATCH_ROWS;
         let cluster = &self.client.settings.cluster;
+        // A record first seen before the retention would land in a partition that is, or will
+        // be, dropped: it is acknowledged without being sent.
+        let oldest = retention_cutoff(self.client.settings.retention);
         let mut body = Vec::with_capacity(waiting.len() * 700);
-        for w in &waiting {
+        for w in waiting.iter().filter(|w| w.event.first_seen >= oldest) {
             row::Row::of(cluster, &w.event).write_line(&mut body);
         }
-        let insert = format!("INSERT INTO {} FORMAT JSONEachRow", self.client.table());
-        self.client.execute(&insert, body).await?;
+        if !body.is_empty() {
+            let insert = format!("INSERT INTO {} FORMAT JSONEachRow", self.client.table());
+            self.client.execute(&insert, body).await?;
+        }
         let shipped: Vec<(u64, u64)> = waiting.iter().map(|w| (w.stamp, w.seq)).collect();
         let archive = self.archive.clone();
         tokio::task::spawn_blocking(move || archive.outbox_ack(&shipped)).await??;
@@ -307,10 +312,7 @@ impl Shipper {
     /// Drops the day partitions before the retention (by day of first occurrence, UTC).
     async fn drop_old_partitions(&self) -> Result<()> {
         let s = &self.client.settings;
-        let cutoff = jiff::Timestamp::now()
-            .checked_sub(jiff::SignedDuration::try_from(s.retention).unwrap_or_default())
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        let cutoff_day: u32 = cutoff
+        let cutoff_day: u32 = retention_cutoff(s.retention)
             .strftime("%Y%m%d")
             .to_string()
             .parse()
@@ -346,6 +348,17 @@ impl Shipper {
             self.metrics.outbox(stats.rows, age);
         }
     }
+}
+
+/// The start (UTC midnight) of the oldest day partition the retention keeps.
+fn retention_cutoff(retention: Duration) -> jiff::Timestamp {
+    let cutoff = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::try_from(retention).unwrap_or_default())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    cutoff
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .start_of_day()
+        .map_or(cutoff, |day| day.timestamp())
 }
 
 /// What makes two failures "the same" for logging: the kind, and the status of a refusal.

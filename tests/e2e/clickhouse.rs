@@ -590,3 +590,111 @@ async fn the_api_over_clickhouse_answers_as_the_archive_does() {
     assert!(page.contains("node-1-3"), "{page}");
     assert!(!page.contains("web-0"), "{page}");
 }
+
+/// Retention in ClickHouse: partitions (days of first occurrence) past
+/// `--clickhouse-retention` are dropped at start (and hourly), and a record first seen before
+/// it is not sent at all; newer days stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_past_the_retention_are_dropped() {
+    let ch = ClickHouse::start().await;
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut old = new_event("shop", "Pod", "old-1", "BackOff", "Warning", 1);
+    old.age = Duration::from_secs(3 * 86_400);
+    fake.create(&old);
+    fake.create(&new_event("shop", "Pod", "new-1", "BackOff", "Warning", 1));
+    let retention = ["--clickhouse-retention", "2d"];
+    let mut exporter = start(&fake, dir.path(), &ch.url(), &retention).await;
+    let shipped_names = || async {
+        ch.query("SELECT name FROM default.kube_events FINAL ORDER BY name FORMAT TSV")
+            .await
+            .unwrap_or_default()
+    };
+    wait_for(
+        "the new record to ship",
+        Duration::from_secs(20),
+        POLL,
+        || async { (shipped_names().await == "new-1\n").then_some(()) },
+    )
+    .await;
+    assert_eq!(archived(&exporter).await.len(), 2, "the archive keeps both");
+    wait_for(
+        "the outbox to drain",
+        Duration::from_secs(20),
+        POLL,
+        || async {
+            let s = exporter.metrics().await;
+            (s.value("kube_event_exporter_clickhouse_outbox_rows") == 0.0).then_some(())
+        },
+    )
+    .await;
+
+    // A row of an old day (shipped by a replica with a longer retention, say): dropped with its
+    // partition at the next start.
+    ch.query(
+        "INSERT INTO default.kube_events (cluster, uid, name, count, first_seen, last_seen) VALUES ('prod', 'u-old', 'older-1', 1, '2020-01-01 00:00:00', '2020-01-01 00:00:00')",
+    )
+    .await
+    .expect("insert");
+    exporter.kill();
+    let _exporter = start(&fake, dir.path(), &ch.url(), &retention).await;
+    wait_for("the old partition to go", Duration::from_secs(20), POLL, || async {
+        let parts = ch
+            .query("SELECT DISTINCT partition FROM system.parts WHERE database = 'default' AND table = 'kube_events' AND active FORMAT TSV")
+            .await
+            .unwrap_or_default();
+        (!parts.contains("20200101")).then_some(parts)
+    })
+    .await;
+    assert_eq!(shipped_names().await, "new-1\n");
+}
+
+/// Two replicas of one cluster's exporter (one fake API server, two archives) shipping to one
+/// table: ClickHouse answers as with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_answer_as_one() {
+    let ch = ClickHouse::start().await;
+    let fake = FakeApiServer::start().await;
+    let names = scenario(&fake, 0);
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = start(&fake, dir_a.path(), &ch.url(), &[]).await;
+    let b = start(&fake, dir_b.path(), &ch.url(), &[]).await;
+    fake.set_count("shop", &names[1], 6);
+    for replica in [&a, &b] {
+        wait_for(
+            "the update to be archived",
+            Duration::from_secs(20),
+            POLL,
+            || async {
+                archived(replica)
+                    .await
+                    .values()
+                    .any(|c| *c == 6)
+                    .then_some(())
+            },
+        )
+        .await;
+        wait_shipped(replica, &ch, "prod", names.len()).await;
+    }
+    let fleet = Exporter::start(&[
+        "--no-watch",
+        "--history-from",
+        "clickhouse",
+        "--clickhouse-url",
+        &ch.url(),
+    ])
+    .await;
+    fleet.wait_ready().await;
+    for q in ["", "namespace=shop", "reason=BackOff&type=Warning"] {
+        assert_eq!(pages(&fleet, q).await, pages(&a, q).await, "{q}");
+    }
+    assert_no_duplicates(&ch).await;
+    let rows = ch
+        .query("SELECT count() FROM default.kube_events")
+        .await
+        .expect("count");
+    assert_eq!(rows.trim(), names.len().to_string());
+}
