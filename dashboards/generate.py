@@ -303,8 +303,21 @@ def operator_dashboard():
                     "deployments with 403 Forbidden. Events still flow; workloads and the occurrences derived "
                     "from object status (ContainerRestarted, ContainerOOMKilled, RolloutStuck) are missing. "
                     "Grant get/list/watch on them (deploy/base/clusterrole.yaml)."))
+    b.add(row("Shipping to ClickHouse (with --clickhouse-url)"), w=24, h=1)
+    b.add(timeseries("Rows shipped and failed requests", [
+        (f"sum by (instance) (rate({own('clickhouse_rows_shipped_total')}[$__rate_interval]))", "{{instance}} rows shipped"),
+        (f"sum by (instance, reason) (rate({own('clickhouse_batches_failed_total')}[$__rate_interval]))", "{{instance}} failed {{reason}}")],
+        description="Rows ClickHouse acknowledged, and failed requests by reason: connect, timeout, status_4xx "
+                    "(credentials, a missing database), status_5xx (schema, server errors), archive, other."))
+    b.add(timeseries("Outbox: waiting rows and the oldest's age", [
+        (f"max by (instance) ({own('clickhouse_outbox_oldest_age_seconds')})", "{{instance}} oldest (s)"),
+        (f"max by (instance) ({own('clickhouse_outbox_rows')})", "{{instance}} rows waiting"),
+        (f"sum by (instance) (increase({own('clickhouse_rows_unshipped_deleted_total')}[$__rate_interval]))", "{{instance}} deleted unshipped")],
+        unit="none",
+        description="Records committed locally and not yet in ClickHouse. They wait in the archive until shipped; "
+                    "KubeEventExporterClickHouseLagging fires when the oldest is over 15 minutes old."))
     return dashboard("kube-event-exporter", "kube-event-exporter",
-                     "The exporter itself: watch health, relists and gaps, alert delivery, archive.",
+                     "The exporter itself: watch health, relists and gaps, alert delivery, archive, shipping to ClickHouse.",
                      b, [], ["kubernetes", "events", "kube-event-exporter"])
 
 

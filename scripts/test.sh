@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh Debian machine: installs what the tests need (Prometheus with
-# promtool, Alertmanager, chromium with chromedriver), then formatting, lints, unit tests and
+# promtool, Alertmanager, chromium with chromedriver, ClickHouse), then formatting, lints, unit tests and
 # the end-to-end suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,9 @@ command -v kubectl >/dev/null || missing+=(kubernetes-client)
 # The history page is tested in a real browser: headless chromium through chromedriver.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# Shipping is tested against a real ClickHouse (18.16 on Debian 12).
+command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} from Debian."
   # Keep apt from starting the daemons on their default ports.

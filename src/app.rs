@@ -21,6 +21,7 @@ use crate::{
     http::{AppState, auth::Authorizer, server::HttpServer},
     metrics::Metrics,
     pipeline::{Consumers, Pipeline, ledger::Ledger},
+    ship::{self, Shipper, history::History},
     source::{
         self, CHANNEL_CAPACITY, Checkpoints, Input, Source, SourceContext, kube::ConnectError,
     },
@@ -46,6 +47,8 @@ pub enum StartError {
     ArchiveRejected(#[source] ArchiveError),
     #[error("cannot build the Alertmanager client: {0}")]
     AlertClientFailed(#[source] reqwest::Error),
+    #[error("cannot build the ClickHouse client: {0}")]
+    ClickHouseClientFailed(#[source] reqwest::Error),
     #[error("cannot listen on {addr}: {source}")]
     BindFailed {
         addr: std::net::SocketAddr,
@@ -89,6 +92,8 @@ pub struct Parts {
     pub alerting: Option<Arc<Alerting>>,
     /// One per Alertmanager.
     pub deliverers: Vec<Deliverer>,
+    /// `None`: shipping to ClickHouse off.
+    pub shipper: Option<Shipper>,
     /// What a source reports to (the pipeline's channel among it).
     pub source_ctx: SourceContext,
     /// Where each watch stream had got to when the exporter last stopped.
@@ -102,10 +107,15 @@ impl Parts {
     /// pipeline to its consumers. `streams` sources report `Synced` before the exporter is
     /// ready.
     pub fn build(config: &Config, archive: Archive, streams: usize) -> Result<Self, StartError> {
-        let metrics = Arc::new(Metrics::with_event_series(
-            config.metrics_max_series,
-            config.metrics_workload_labels,
-        ));
+        let mut metrics =
+            Metrics::with_event_series(config.metrics_max_series, config.metrics_workload_labels);
+        if config.ships() {
+            metrics = metrics.with_clickhouse();
+        }
+        let metrics = Arc::new(metrics);
+        let archive = archive
+            .with_outbox(config.ships())
+            .map_err(StartError::ArchiveRejected)?;
         let health = Arc::new(Health::new(config.health_failure_threshold));
         let now = jiff::Timestamp::now();
         let since = now.checked_sub(config.ledger_ttl).map_or(0, micros);
@@ -152,6 +162,8 @@ impl Parts {
             None => (None, Vec::new()),
         };
 
+        let (shipper, history) = clickhouse_parts(config, &archive, &metrics)?;
+
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let consumers = Consumers {
             archive: sink,
@@ -182,6 +194,7 @@ impl Parts {
             archive_writer,
             alerting,
             deliverers,
+            shipper,
             source_ctx: SourceContext {
                 tx,
                 metrics: metrics.clone(),
@@ -193,14 +206,43 @@ impl Parts {
                 health,
                 archive,
                 auth: None,
+                history,
+                cluster: config.cluster_name().into(),
             },
         })
     }
 }
 
+/// The ClickHouse shipper (shipping on) and reader (`--history-from clickhouse`).
+fn clickhouse_parts(
+    config: &Config,
+    archive: &Archive,
+    metrics: &Metrics,
+) -> Result<(Option<Shipper>, Option<Arc<History>>), StartError> {
+    let Some(settings) = &config.clickhouse else {
+        return Ok((None, None));
+    };
+    let shipper = match metrics.clickhouse() {
+        Some(ship_metrics) if config.ships() => Some(
+            Shipper::new(archive.clone(), settings.clone(), ship_metrics)
+                .map_err(StartError::ClickHouseClientFailed)?,
+        ),
+        _ => None,
+    };
+    let history = if config.history_from_clickhouse {
+        let client =
+            ship::Client::new(settings.clone()).map_err(StartError::ClickHouseClientFailed)?;
+        Some(Arc::new(History::new(client)))
+    } else {
+        None
+    };
+    Ok((shipper, history))
+}
+
 /// A started exporter: everything bound, connected and restored, nothing running yet.
 pub struct App {
-    source: Source,
+    /// `None`: `--no-watch`.
+    source: Option<Source>,
     parts: Parts,
     listener: TcpListener,
 }
@@ -213,7 +255,7 @@ impl App {
             InputConfig::Kube {
                 kubeconfig,
                 context,
-            } => Input::Kube {
+            } => Some(Input::Kube {
                 client: source::kube::connect(
                     kubeconfig.as_deref(),
                     context.as_deref(),
@@ -221,14 +263,15 @@ impl App {
                 )
                 .await?,
                 settings: config.watch.clone(),
-            },
-            InputConfig::Replay(path) => Input::Replay(path.clone()),
+            }),
+            InputConfig::Replay(path) => Some(Input::Replay(path.clone())),
+            InputConfig::Nothing => None,
         };
-        // Access reviews go through the watch's client, or kube's inference under --replay.
+        // Access reviews go through the watch's client, or kube's inference otherwise.
         let auth_client = match (&config.auth, &input) {
             (None, _) => None,
-            (Some(_), Input::Kube { client, .. }) => Some(client.clone()),
-            (Some(_), Input::Replay(_)) => Some(
+            (Some(_), Some(Input::Kube { client, .. })) => Some(client.clone()),
+            (Some(_), _) => Some(
                 source::kube::connect(None, None, config.watch.watch_timeout)
                     .await
                     .map_err(StartError::NoAuthCredentials)?,
@@ -238,8 +281,9 @@ impl App {
             .map_err(StartError::ArchiveRejected)?;
         // The stream count is known before the source exists: the pipeline needs it.
         let streams = match &input {
-            Input::Kube { settings, .. } => settings.stream_count(),
-            Input::Replay(_) => 1,
+            Some(Input::Kube { settings, .. }) => settings.stream_count(),
+            Some(Input::Replay(_)) => 1,
+            None => 0,
         };
         let mut parts = Parts::build(&config, archive, streams)?;
         if let (Some(settings), Some(client)) = (&config.auth, auth_client) {
@@ -250,8 +294,15 @@ impl App {
             )));
         }
         let checkpoints = std::mem::take(&mut parts.checkpoints);
-        let source = Source::new(input, checkpoints, parts.source_ctx.clone());
-        debug_assert_eq!(source.stream_count(), streams);
+        let source = input.map(|input| {
+            let source = Source::new(input, checkpoints, parts.source_ctx.clone());
+            debug_assert_eq!(source.stream_count(), streams);
+            source
+        });
+        if source.is_none() {
+            // A query-only server has nothing to list first.
+            parts.state.health.set_ready();
+        }
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -294,12 +345,17 @@ impl App {
         info!(listen = %listener.local_addr()?, "Serving HTTP.");
         tasks.spawn(HttpServer::new(listener, parts.state).run(shutdown.clone()));
         // A finished replay is not a failure: its task ends and the rest serves on.
-        tasks.spawn(source.run(shutdown.clone()));
+        if let Some(source) = source {
+            tasks.spawn(source.run(shutdown.clone()));
+        }
         for deliverer in parts.deliverers {
             tasks.spawn(deliverer.run(shutdown.clone()));
         }
         if let Some(alerting) = parts.alerting {
             tasks.spawn(alerting.run_resender(shutdown.clone()));
+        }
+        if let Some(shipper) = parts.shipper {
+            tasks.spawn(shipper.run(shutdown.clone()));
         }
         // The source holds the only other sender: once it is gone the pipeline only exposes
         // what becomes durable.

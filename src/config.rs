@@ -12,6 +12,7 @@ use crate::{
     archive::{OnCorruption, limits::ArchiveLimits, writer::WriterSettings},
     http::auth::AuthSettings,
     rules::{Rules, is_label_name},
+    ship::ShipSettings,
     source::kube::{EventsApi, KubeSettings},
     util::units::{ByteSize, HumanDuration},
 };
@@ -23,6 +24,15 @@ pub enum CorruptionPolicy {
     Fail,
     /// Rename the file to `<path>.damaged-<unix seconds>` and start a new archive.
     MoveAside,
+}
+
+/// `--history-from`: where `/api/v1/events` and the page read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HistorySource {
+    /// The local archive: this cluster's events.
+    Archive,
+    /// ClickHouse (--clickhouse-url): every cluster that ships there.
+    Clickhouse,
 }
 
 /// `--auth`: who may read the history.
@@ -41,6 +51,8 @@ pub enum LogFormat {
 }
 
 /// The command line. Parse it with [`Args::try_parse_from`] in tests.
+// On/off flags are bools: that is what clap parses a switch into.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Parser)]
 #[command(name = "kube-event-exporter", version, about, max_term_width = 100)]
 pub struct Args {
@@ -260,6 +272,57 @@ pub struct Args {
     /// nothing but the proxy that sets them can reach the exporter.
     #[arg(long, env = "KEE_AUTH_TRUSTED_PROXY_HEADERS")]
     pub auth_trusted_proxy_headers: bool,
+
+    /// Ship every archived record to ClickHouse over its HTTP interface, e.g.
+    /// http://user:password@clickhouse:8123 [default: none, shipping off].
+    #[arg(
+        long,
+        env = "KEE_CLICKHOUSE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub clickhouse_url: Option<String>,
+
+    /// ClickHouse database of the table (it must exist).
+    #[arg(
+        long,
+        env = "KEE_CLICKHOUSE_DATABASE",
+        value_name = "NAME",
+        default_value = "default"
+    )]
+    pub clickhouse_database: String,
+
+    /// ClickHouse table, created if missing.
+    #[arg(
+        long,
+        env = "KEE_CLICKHOUSE_TABLE",
+        value_name = "NAME",
+        default_value = "kube_events"
+    )]
+    pub clickhouse_table: String,
+
+    /// Day partitions of ClickHouse (by first occurrence) older than this are dropped.
+    #[arg(
+        long,
+        env = "KEE_CLICKHOUSE_RETENTION",
+        value_name = "DURATION",
+        default_value = "90d"
+    )]
+    pub clickhouse_retention: HumanDuration,
+
+    /// This cluster's name in ClickHouse (required with --clickhouse-url, unless --no-watch).
+    #[arg(long, env = "KEE_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: Option<String>,
+
+    /// Where /api/v1/events and the page read: `archive` (this cluster's local archive) or
+    /// `clickhouse` (every cluster that ships to --clickhouse-url).
+    #[arg(long, env = "KEE_HISTORY_FROM", value_name = "STORE", value_enum, default_value_t = HistorySource::Archive)]
+    pub history_from: HistorySource,
+
+    /// Watch nothing and ship nothing: a query-only history server over ClickHouse (needs
+    /// --history-from clickhouse; no Kubernetes credentials).
+    #[arg(long, env = "KEE_NO_WATCH", conflicts_with_all = ["replay", "kubeconfig", "context"])]
+    pub no_watch: bool,
 }
 
 /// Where events come from.
@@ -272,6 +335,8 @@ pub enum InputConfig {
     },
     /// A file of recorded events; `None` is stdin.
     Replay(Option<PathBuf>),
+    /// `--no-watch`: no events come in.
+    Nothing,
 }
 
 /// The validated configuration. Built once at start and never changed; each stage gets its
@@ -295,6 +360,22 @@ pub struct Config {
     pub rules: Rules,
     /// `None`: `--auth none`.
     pub auth: Option<AuthSettings>,
+    /// `None`: no ClickHouse. With it, records are shipped unless `--no-watch`.
+    pub clickhouse: Option<ShipSettings>,
+    /// `/api/v1/events` and the page read from ClickHouse.
+    pub history_from_clickhouse: bool,
+}
+
+impl Config {
+    /// Whether records are shipped to ClickHouse.
+    pub fn ships(&self) -> bool {
+        self.clickhouse.is_some() && !matches!(self.input, InputConfig::Nothing)
+    }
+
+    /// This cluster's name; empty when it has none (no ClickHouse, or `--no-watch`).
+    pub fn cluster_name(&self) -> &str {
+        self.clickhouse.as_ref().map_or("", |c| c.cluster.as_str())
+    }
 }
 
 /// Where and how events are archived.
@@ -331,6 +412,27 @@ impl TryFrom<Args> for Config {
         };
         let alerting = alerting_config(&args)?;
         let archive = archive_config(&args, &rules)?;
+        let clickhouse = clickhouse_config(&args)?;
+        let history_from_clickhouse = args.history_from == HistorySource::Clickhouse;
+        if history_from_clickhouse && clickhouse.is_none() {
+            return Err(invalid(
+                "--history-from",
+                "clickhouse needs --clickhouse-url",
+            ));
+        }
+        if args.no_watch && !history_from_clickhouse {
+            return Err(invalid(
+                "--no-watch",
+                "only with --history-from clickhouse (there is nothing else to serve)",
+            ));
+        }
+        // Access decisions list the namespaces of the local archive, not of a fleet.
+        if history_from_clickhouse && args.auth == AuthMode::Kubernetes {
+            return Err(invalid(
+                "--auth",
+                "kubernetes is not available with --history-from clickhouse",
+            ));
+        }
         let namespaces = namespaces(&args.namespace)?;
         if args.watch_timeout.0 < Duration::from_secs(1) {
             return Err(invalid("--watch-timeout", "must be at least 1s"));
@@ -354,8 +456,15 @@ impl TryFrom<Args> for Config {
             }
             AuthMode::None => None,
         };
+        let input = if args.no_watch {
+            InputConfig::Nothing
+        } else {
+            input(args.replay, args.kubeconfig, args.context)?
+        };
         Ok(Self {
             auth,
+            clickhouse,
+            history_from_clickhouse,
             listen: args.listen,
             watch: KubeSettings {
                 api: args.events_api,
@@ -371,9 +480,89 @@ impl TryFrom<Args> for Config {
             archive,
             alerting,
             rules,
-            input: input(args.replay, args.kubeconfig, args.context)?,
+            input,
         })
     }
+}
+
+/// The shipping settings; `None` without `--clickhouse-url`. Credentials in the URL move to
+/// their own fields, so the URL can be logged.
+fn clickhouse_config(args: &Args) -> Result<Option<ShipSettings>, InvalidConfig> {
+    let identifier = |flag, name: &str| {
+        let mut chars = name.chars();
+        let ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            Ok(name.to_owned())
+        } else {
+            Err(invalid(
+                flag,
+                format!("`{name}` is not a plain identifier (letters, digits, '_')"),
+            ))
+        }
+    };
+    let database = identifier("--clickhouse-database", &args.clickhouse_database)?;
+    let table = identifier("--clickhouse-table", &args.clickhouse_table)?;
+    // Partitions are days.
+    if args.clickhouse_retention.0 < Duration::from_secs(86_400) {
+        return Err(invalid("--clickhouse-retention", "must be at least 1d"));
+    }
+    let Some(raw) = &args.clickhouse_url else {
+        if args.cluster_name.is_some() {
+            return Err(invalid("--cluster-name", "only with --clickhouse-url"));
+        }
+        return Ok(None);
+    };
+    let mut endpoint = reqwest::Url::parse(raw)
+        .map_err(|e| invalid("--clickhouse-url", format!("`{raw}` is not a URL: {e}")))?;
+    if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
+        return Err(invalid(
+            "--clickhouse-url",
+            "must be an http:// or https:// URL with a host",
+        ));
+    }
+    if endpoint.query().is_some() || endpoint.fragment().is_some() {
+        return Err(invalid(
+            "--clickhouse-url",
+            "must not have a query or fragment",
+        ));
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|_| invalid("--clickhouse-url", "credentials are not UTF-8"))
+    };
+    let user = match endpoint.username() {
+        "" => None,
+        u => Some(decode(u)?),
+    };
+    let password = endpoint.password().map(decode).transpose()?;
+    // Cannot fail on an http(s) URL with a host.
+    let _ = endpoint.set_username("");
+    let _ = endpoint.set_password(None);
+    let cluster = match args.cluster_name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        // A query-only server ships nothing: it has no cluster of its own.
+        None if args.no_watch => String::new(),
+        _ => {
+            return Err(invalid(
+                "--cluster-name",
+                "required with --clickhouse-url (this cluster's name in ClickHouse)",
+            ));
+        }
+    };
+    Ok(Some(ShipSettings {
+        endpoint,
+        user,
+        password,
+        database,
+        table,
+        cluster,
+        retention: args.clickhouse_retention.0,
+    }))
 }
 
 fn namespaces(given: &[String]) -> Result<Vec<String>, InvalidConfig> {
@@ -557,6 +746,64 @@ mod tests {
         argv.extend_from_slice(args);
         let args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
         Config::try_from(args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn clickhouse_credentials_leave_the_url() {
+        let c = parse(&[
+            "--clickhouse-url",
+            "https://kee:p%40ss@ch.example:8443/",
+            "--cluster-name",
+            "prod",
+        ])
+        .unwrap();
+        let ch = c.clickhouse.as_ref().expect("clickhouse");
+        assert_eq!(ch.endpoint.as_str(), "https://ch.example:8443/");
+        assert_eq!(
+            (ch.user.as_deref(), ch.password.as_deref()),
+            (Some("kee"), Some("p@ss"))
+        );
+        assert_eq!(
+            (ch.database.as_str(), ch.table.as_str()),
+            ("default", "kube_events")
+        );
+        assert_eq!(ch.retention, Duration::from_secs(90 * 86_400));
+        assert!(c.ships() && !c.history_from_clickhouse);
+        assert_eq!(c.cluster_name(), "prod");
+    }
+
+    #[test]
+    fn a_query_only_server_needs_clickhouse_and_no_cluster_name() {
+        let c = parse(&[
+            "--no-watch",
+            "--history-from",
+            "clickhouse",
+            "--clickhouse-url",
+            "http://ch:8123",
+        ])
+        .unwrap();
+        assert_eq!(c.input, InputConfig::Nothing);
+        assert!(!c.ships() && c.history_from_clickhouse);
+        for (args, flag) in [
+            (&["--no-watch"][..], "--no-watch"),
+            (&["--history-from", "clickhouse"], "--history-from"),
+            (
+                &[
+                    "--history-from",
+                    "clickhouse",
+                    "--clickhouse-url",
+                    "http://ch:8123",
+                    "--cluster-name",
+                    "a",
+                    "--auth",
+                    "kubernetes",
+                ],
+                "--auth",
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains(flag), "{args:?}: {e}");
+        }
     }
 
     #[test]

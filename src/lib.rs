@@ -7,6 +7,8 @@
 //! source (kube watch | replay file) ─▶ pipeline (occurrences, filter) ─┬─▶ metrics   ◀── GET /metrics
 //!                                                                       ├─▶ alerting  ──▶ Alertmanager(s)
 //!                                                                       └─▶ archive   ◀── GET /api/v1/events
+//!                                                                             │
+//!                                                  ship (outbox, optional) ◀──┘──▶ ClickHouse ◀── --history-from clickhouse
 //! ```
 //!
 //! [`event::Event`] is the one normalised event type every stage after the source uses. The
@@ -21,6 +23,7 @@
 //! config                      flags → one validated Config of each stage's settings
 //! http                        routes, the API's JSON and table renderings, the page (reads only)
 //! pipeline                    ledger, occurrences, fan-out to the consumers
+//! ship                        the archive's outbox to ClickHouse
 //! alerting                    alerts, delivery queues
 //! archive                     redb records, batches, queries, limits
 //! source                      kube watch, replay, wire decoder
@@ -42,6 +45,7 @@ pub mod rules;
 pub mod source;
 pub mod archive;
 pub mod alerting;
+pub mod ship;
 pub mod pipeline;
 pub mod http;
 pub mod config;

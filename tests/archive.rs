@@ -503,6 +503,8 @@ fn app(archive: Archive) -> Router {
         health: std::sync::Arc::new(Health::new(Duration::from_secs(60))),
         archive,
         auth: None,
+        history: None,
+        cluster: "".into(),
     })
 }
 

@@ -5,9 +5,9 @@
 use std::{collections::BTreeSet, path::Path};
 
 /// Bottom first. A module may import (`crate::…`) only modules listed before it.
-const LAYERS: [&str; 12] = [
-    "util", "event", "health", "metrics", "rules", "source", "archive", "alerting", "pipeline",
-    "http", "config", "app",
+const LAYERS: [&str; 13] = [
+    "util", "event", "health", "metrics", "rules", "source", "archive", "ship", "alerting",
+    "pipeline", "http", "config", "app",
 ];
 
 fn rank(module: &str) -> Option<usize> {

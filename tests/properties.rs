@@ -1354,6 +1354,7 @@ proptest! {
         let since = q.since.as_ref().map(|b| spell_bound(b, now));
         let until = q.until.as_ref().map(|b| spell_bound(b, now));
         let want = Query {
+            cluster: None,
             namespace: namespace.clone(),
             kind: kind.clone(),
             name: name.clone(),

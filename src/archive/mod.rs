@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod limits;
+pub mod outbox;
 pub mod query;
 pub mod record;
 pub mod schema;
@@ -22,8 +23,8 @@ pub use batch::Batch;
 
 use crate::event::{Event, uid_key};
 use schema::{
-    BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, IndexKeys, LEDGER, META, RECORDS,
-    SCHEMA_VERSION,
+    BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, IndexKeys, LEDGER, META, OUTBOX,
+    OUTBOX_SEQ, RECORDS, SCHEMA_VERSION,
 };
 
 /// Why an archive operation failed. All are internal failures (a 5xx, an error metric).
@@ -122,6 +123,15 @@ pub struct Archive {
     /// `None` only while [`Archive::reopen`] has closed the file and could not open it again.
     db: Arc<RwLock<Option<Arc<Database>>>>,
     path: PathBuf,
+    /// Records written are queued for ClickHouse ([`outbox`]); set once, before cloning.
+    outbox: bool,
+}
+
+/// What one deletion removed: records, and of them how many had not been shipped yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Deleted {
+    pub records: usize,
+    pub unshipped: usize,
 }
 
 impl Archive {
@@ -139,7 +149,18 @@ impl Archive {
         Ok(Self {
             db: Arc::new(RwLock::new(Some(Arc::new(db)))),
             path: path.to_owned(),
+            outbox: false,
         })
+    }
+
+    /// Queues every record written from now on for ClickHouse (`ship`), or, without shipping,
+    /// empties the outbox a previous run left: nothing would ever take it.
+    pub fn with_outbox(mut self, ship: bool) -> Result<Self> {
+        if !ship && self.outbox_stats()?.rows > 0 {
+            self.outbox_clear()?;
+        }
+        self.outbox = ship;
+        Ok(self)
     }
 
     /// Closes and opens the file again: after an I/O error (a full disk), redb refuses every
@@ -234,13 +255,18 @@ impl Archive {
     pub fn commit(&self, batch: &Batch) -> Result<usize> {
         let txn = self.db()?.begin_write()?;
         let written = write_batch(&txn, batch)?;
+        if self.outbox {
+            let seqs: Vec<u64> = batch.records.keys().copied().collect();
+            let now = crate::event::micros(jiff::Timestamp::now());
+            outbox::enqueue(&txn, &seqs, now)?;
+        }
         txn.commit()?;
         Ok(written)
     }
 
     /// Deletes up to `max` records whose last occurrence is before `cutoff_us`, oldest first;
     /// returns how many went.
-    pub fn delete_older_than(&self, cutoff_us: u64, max: usize) -> Result<usize> {
+    pub fn delete_older_than(&self, cutoff_us: u64, max: usize) -> Result<Deleted> {
         let txn = self.db()?.begin_write()?;
         let doomed: Vec<u64> = {
             let by_time = txn.open_table(BY_TIME)?;
@@ -250,14 +276,15 @@ impl Archive {
             }
             doomed
         };
-        let deleted = doomed.len();
+        let records = doomed.len();
         delete_records(&txn, &doomed)?;
+        let unshipped = outbox::forget(&txn, &doomed)?;
         txn.commit()?;
-        Ok(deleted)
+        Ok(Deleted { records, unshipped })
     }
 
     /// Deletes the `n` oldest records (the size cap); returns how many went.
-    pub fn delete_oldest(&self, n: usize) -> Result<usize> {
+    pub fn delete_oldest(&self, n: usize) -> Result<Deleted> {
         self.delete_older_than(u64::MAX, n)
     }
 
@@ -514,6 +541,8 @@ fn open_db(path: &Path, on_corruption: OnCorruption) -> Result<Database> {
     txn.open_table(BY_REASON)?;
     txn.open_table(LEDGER)?;
     txn.open_table(CHECKPOINTS)?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(OUTBOX_SEQ)?;
     txn.commit()?;
     Ok(db)
 }

@@ -44,6 +44,9 @@ fn invalid(msg: impl Into<String>) -> InvalidQuery {
 /// A validated query. All filters are optional and combined with AND.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Query {
+    /// The cluster (`--cluster-name`) whose records to answer; the archive holds one cluster's,
+    /// ClickHouse many.
+    pub cluster: Option<String>,
     pub namespace: Option<String>,
     pub kind: Option<String>,
     pub name: Option<String>,
@@ -126,6 +129,7 @@ impl Query {
         for (key, value) in pairs {
             let key = key.as_str();
             let known = [
+                "cluster",
                 "namespace",
                 "kind",
                 "name",
@@ -165,6 +169,7 @@ impl Query {
                 }
             };
             match key {
+                "cluster" => q.cluster = text()?,
                 "namespace" => q.namespace = text()?,
                 "kind" => q.kind = text()?,
                 "name" => q.name = text()?,
@@ -227,8 +232,23 @@ impl Query {
 pub struct Page {
     pub items: Vec<Event>,
     pub next_cursor: Option<Cursor>,
+    /// Each item's cluster, when the store holds several (ClickHouse); empty for the archive,
+    /// whose items are all this exporter's cluster.
+    pub clusters: Vec<String>,
     /// The position of the last item.
     last: Option<Cursor>,
+}
+
+impl Page {
+    /// A page read from another store.
+    pub fn new(items: Vec<Event>, clusters: Vec<String>, next_cursor: Option<Cursor>) -> Self {
+        Self {
+            items,
+            next_cursor,
+            clusters,
+            last: None,
+        }
+    }
 }
 
 /// The inclusive upper end of the scan in `(last_seen, seq)` order: just before the cursor,

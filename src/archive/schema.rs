@@ -41,6 +41,15 @@ pub const LEDGER: TableDefinition<u64, (u128, u64, u64, u64)> = TableDefinition:
 /// Watch stream → the resourceVersion to resume from.
 pub const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
 
+/// The ClickHouse outbox, in shipping order: stamp → seq of a record written since it was last
+/// shipped. A stamp is the µs of the write, made unique and increasing within the file, so the
+/// first key is the oldest change not yet shipped. Empty unless shipping is on.
+pub const OUTBOX: TableDefinition<u64, u64> = TableDefinition::new("outbox");
+
+/// seq → its stamp in [`OUTBOX`]: a record waits once, with its latest version (ClickHouse keeps
+/// only the latest), however often it changes before it is shipped.
+pub const OUTBOX_SEQ: TableDefinition<u64, u64> = TableDefinition::new("outbox_seq");
+
 /// `schema` (the layout version) and `next_seq`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

@@ -468,7 +468,10 @@ impl ArchiveWriter {
             tokio::task::spawn_blocking(move || sweep(&archive, settings, jiff::Timestamp::now()))
                 .await;
         match result.map_err(Into::into).and_then(|r| r) {
-            Ok(swept) => self.metrics.archive_deleted(swept.retention, swept.size),
+            Ok(swept) => {
+                self.metrics.archive_deleted(swept.retention, swept.size);
+                self.metrics.clickhouse_unshipped_deleted(swept.unshipped);
+            }
             Err(e) => {
                 self.metrics.archive_failed(e.kind());
                 warn!(error = %e, "Archive sweep failed.");
@@ -483,6 +486,8 @@ impl ArchiveWriter {
 pub struct Swept {
     pub retention: usize,
     pub size: usize,
+    /// Of those, records deleted before they were shipped to ClickHouse.
+    pub unshipped: usize,
 }
 
 /// Deletes records older than the retention at `now`, then the oldest while over the size cap.
@@ -494,9 +499,10 @@ pub fn sweep(
     let mut swept = Swept::default();
     let cutoff = now.checked_sub(settings.retention).map_or(0, micros);
     loop {
-        let n = archive.delete_older_than(cutoff, DELETE_CHUNK)?;
-        swept.retention += n;
-        if n < DELETE_CHUNK {
+        let deleted = archive.delete_older_than(cutoff, DELETE_CHUNK)?;
+        swept.retention += deleted.records;
+        swept.unshipped += deleted.unshipped;
+        if deleted.records < DELETE_CHUNK {
             break;
         }
     }
@@ -507,9 +513,10 @@ pub fn sweep(
                 break;
             }
             let chunk = (archive.record_count()? / 100).max(100) as usize;
-            let n = archive.delete_oldest(chunk)?;
-            swept.size += n;
-            if n == 0 {
+            let deleted = archive.delete_oldest(chunk)?;
+            swept.size += deleted.records;
+            swept.unshipped += deleted.unshipped;
+            if deleted.records == 0 {
                 break;
             }
         }

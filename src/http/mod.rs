@@ -31,6 +31,7 @@ use crate::{
     event::Event,
     health::Health,
     metrics::Metrics,
+    ship::{ShipError, history::History},
 };
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -44,6 +45,10 @@ pub struct AppState {
     pub archive: Archive,
     /// `None`: `--auth none`, everyone reads everything.
     pub auth: Option<Arc<Authorizer>>,
+    /// `Some`: `--history-from clickhouse`: the API and the page read there, not the archive.
+    pub history: Option<Arc<History>>,
+    /// This cluster's name (`--cluster-name`), on the archive's items; empty without one.
+    pub cluster: Arc<str>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -67,6 +72,8 @@ pub enum ApiError {
     ArchiveFailed(#[from] ArchiveError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error("the history in ClickHouse cannot be read: {0}")]
+    HistoryFailed(#[from] ShipError),
 }
 
 #[derive(Serialize)]
@@ -93,6 +100,10 @@ impl ApiError {
             Self::Auth(AuthError::Forbidden { .. }) => StatusCode::FORBIDDEN,
             // Logged by the authorizer when reviews start failing.
             Self::Auth(AuthError::ReviewFailed { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::HistoryFailed(e) => {
+                error!(error = %e, "ClickHouse query failed.");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }
@@ -151,6 +162,9 @@ async fn restrict(
 /// One archived event as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct Item<'a> {
+    /// The event's cluster: present with ClickHouse (shipping or reading), absent otherwise.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub cluster: &'a str,
     pub uid: &'a str,
     pub namespace: &'a str,
     pub kind: &'a str,
@@ -176,9 +190,11 @@ pub struct Item<'a> {
     pub workload: &'a str,
 }
 
-impl<'a> From<&'a Event> for Item<'a> {
-    fn from(e: &'a Event) -> Self {
+impl<'a> Item<'a> {
+    /// `e` of cluster `cluster` (empty: none).
+    pub fn of(cluster: &'a str, e: &'a Event) -> Self {
         Self {
+            cluster,
             uid: &e.uid,
             namespace: &e.namespace,
             kind: &e.regarding.kind,
@@ -216,9 +232,16 @@ fn form_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, InvalidQuery> 
         .map_err(|e| InvalidQuery(format!("query string is not form-encoded: {e}")))
 }
 
-/// Runs `q` on the archive off the async threads (redb reads block).
-async fn run_query(archive: &Archive, q: Query) -> Result<Page, ApiError> {
-    let archive = archive.clone();
+/// Runs `q` on ClickHouse, or on the archive off the async threads (redb reads block). The
+/// archive holds one cluster: a `cluster` filter naming another matches nothing.
+async fn run_query(state: &AppState, q: Query) -> Result<Page, ApiError> {
+    if let Some(history) = &state.history {
+        return Ok(history.query(&q).await?);
+    }
+    if q.cluster.as_deref().is_some_and(|c| c != &*state.cluster) {
+        return Ok(Page::default());
+    }
+    let archive = state.archive.clone();
     Ok(tokio::task::spawn_blocking(move || archive.query(&q))
         .await
         .map_err(ArchiveError::from)??)
@@ -241,13 +264,18 @@ async fn events(
         q.table = true;
     }
     let (table, namespace_is_none) = (q.table, q.namespace.is_none());
-    let page = run_query(&state.archive, q).await?;
+    let page = run_query(&state, q).await?;
     if table {
         let text = table::table(&page, namespace_is_none, now);
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
     }
     let body = PageBody {
-        items: page.items.iter().map(Item::from).collect(),
+        items: page
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Item::of(page.clusters.get(i).map_or(&*state.cluster, |c| c), e))
+            .collect(),
         next_cursor: page.next_cursor.as_ref().map(Cursor::encode),
     };
     Ok(Json(body).into_response())
@@ -275,7 +303,7 @@ async fn history(
     };
     let answer = match query {
         Ok(mut q) => match restrict(&state, user.as_deref(), &mut q).await {
-            Ok(()) => run_query(&state.archive, q).await,
+            Ok(()) => run_query(&state, q).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e.into()),

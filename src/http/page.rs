@@ -38,7 +38,8 @@ const TEXT_FILTERS: [(&str, &str, &str); 5] = [
 ];
 
 /// The parameters the page's links carry over: the filters and the page size, not the cursor.
-const KEPT: [&str; 10] = [
+const KEPT: [&str; 11] = [
+    "cluster",
     "namespace",
     "workload_kind",
     "workload",
@@ -182,7 +183,9 @@ pub fn response(params: &Params, answer: &Result<Page, ApiError>, now: Timestamp
             let outcome = match e {
                 ApiError::InvalidQuery(_) => Outcome::BadQuery(&message),
                 ApiError::Auth(_) if e.status().is_client_error() => Outcome::Denied(&message),
-                ApiError::ArchiveFailed(_) | ApiError::Auth(_) => Outcome::Failed(&message),
+                ApiError::ArchiveFailed(_) | ApiError::Auth(_) | ApiError::HistoryFailed(_) => {
+                    Outcome::Failed(&message)
+                }
             };
             (e.status(), outcome)
         }

@@ -408,6 +408,79 @@ pub struct Metrics {
     archive: ArchiveMetrics,
     alerting: AlertingMetrics,
     auth: AuthMetrics,
+    /// Registered only when shipping is on ([`Metrics::with_clickhouse`]).
+    clickhouse: Option<ClickHouseMetrics>,
+}
+
+/// Shipping to ClickHouse: rows shipped, batches failed, the outbox's length and age.
+#[derive(Clone, Debug)]
+pub struct ClickHouseMetrics {
+    shipped: Counter,
+    failed: Family<ReasonLabel, Counter>,
+    unshipped_deleted: Counter,
+    outbox_rows: Gauge,
+    outbox_age: Gauge<f64, AtomicU64>,
+}
+
+impl ClickHouseMetrics {
+    /// The reasons a batch (or a table or retention statement) fails, all registered at start.
+    pub const REASONS: [&'static str; 6] = [
+        "connect",
+        "timeout",
+        "status_4xx",
+        "status_5xx",
+        "archive",
+        "other",
+    ];
+
+    fn register(own: &mut Registry) -> Self {
+        let failed: Family<ReasonLabel, Counter> = register(
+            own,
+            "clickhouse_batches_failed",
+            "Requests to ClickHouse that failed, by reason: connect, timeout, status_4xx (refused: credentials, schema), status_5xx, archive (reading or acknowledging the outbox), other",
+        );
+        for reason in Self::REASONS {
+            let _ = child(&failed, &ReasonLabel { reason });
+        }
+        Self {
+            shipped: register(
+                own,
+                "clickhouse_rows_shipped",
+                "Archive records (inserts and updates) ClickHouse acknowledged",
+            ),
+            failed,
+            unshipped_deleted: register(
+                own,
+                "clickhouse_rows_unshipped_deleted",
+                "Records deleted locally (retention, size cap) before they were shipped: ClickHouse never got their last version",
+            ),
+            outbox_rows: register(
+                own,
+                "clickhouse_outbox_rows",
+                "Records written locally and not yet acknowledged by ClickHouse",
+            ),
+            outbox_age: register(
+                own,
+                "clickhouse_outbox_oldest_age_seconds",
+                "Age of the oldest change not yet acknowledged by ClickHouse; 0 when the outbox is empty",
+            ),
+        }
+    }
+
+    pub fn shipped(&self, rows: usize) {
+        self.shipped.inc_by(rows as u64);
+    }
+
+    /// `reason` is one of [`Self::REASONS`].
+    pub fn failed(&self, reason: &'static str) {
+        self.failed.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn outbox(&self, rows: u64, oldest_age_seconds: f64) {
+        self.outbox_rows
+            .set(i64::try_from(rows).unwrap_or(i64::MAX));
+        self.outbox_age.set(oldest_age_seconds);
+    }
 }
 
 /// Access control's decisions and the reviews behind them.
@@ -755,6 +828,30 @@ impl Metrics {
             archive,
             alerting,
             auth,
+            clickhouse: None,
+        }
+    }
+
+    /// Registers the ClickHouse shipping families (only with `--clickhouse-url`, so the
+    /// exposition of an exporter without it stays as it was).
+    #[must_use]
+    pub fn with_clickhouse(mut self) -> Self {
+        let own = self
+            .registry
+            .sub_registry_with_prefix("kube_event_exporter");
+        self.clickhouse = Some(ClickHouseMetrics::register(own));
+        self
+    }
+
+    /// The shipping metrics' handles; `None` without shipping.
+    pub fn clickhouse(&self) -> Option<ClickHouseMetrics> {
+        self.clickhouse.clone()
+    }
+
+    /// Records deleted before they were shipped (nothing without shipping).
+    pub fn clickhouse_unshipped_deleted(&self, records: usize) {
+        if let Some(c) = &self.clickhouse {
+            c.unshipped_deleted.inc_by(records as u64);
         }
     }
 

@@ -685,3 +685,73 @@ fn access_control_manifests_allow_exactly_what_the_readme_says() {
         assert!(help.contains(&format!("env: {name}")), "{name}");
     }
 }
+
+/// The ClickHouse component sets the URL and the cluster name from the Secret (never inline)
+/// and opens egress to ClickHouse's HTTP ports; nothing else changes.
+#[test]
+fn the_clickhouse_component_reads_its_url_from_a_secret() {
+    let base = kustomize("deploy");
+    let shipped = kustomize("deploy/with-clickhouse");
+    assert_eq!(shipped.len(), base.len());
+    let deployment = object(&shipped, "Deployment", "kube-event-exporter");
+    round_trips::<k8s_openapi::api::apps::v1::Deployment>(deployment);
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env");
+    for (name, key) in [
+        ("KEE_CLICKHOUSE_URL", "url"),
+        ("KEE_CLUSTER_NAME", "cluster-name"),
+    ] {
+        let var = env
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert!(var.get("value").is_none(), "{name} must not be inline");
+        let secret = &var["valueFrom"]["secretKeyRef"];
+        assert_eq!(secret["name"], "kube-event-exporter-clickhouse");
+        assert_eq!(secret["key"], key);
+    }
+    let policy = object(&shipped, "NetworkPolicy", "kube-event-exporter");
+    let ports: BTreeSet<u64> = policy["spec"]["egress"]
+        .as_array()
+        .expect("egress")
+        .iter()
+        .flat_map(|rule| rule["ports"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    assert!(ports.contains(&8123) && ports.contains(&8443), "{ports:?}");
+
+    // The fleet's history server: query-only, its URL from a Secret, flags the binary knows.
+    let fleet = kustomize("deploy/examples/fleet-history");
+    let deployment = object(&fleet, "Deployment", "kube-event-history");
+    round_trips::<k8s_openapi::api::apps::v1::Deployment>(deployment);
+    let env = exporter_env_of(deployment);
+    assert_eq!(env["KEE_NO_WATCH"], "true");
+    assert_eq!(env["KEE_HISTORY_FROM"], "clickhouse");
+    let help = String::from_utf8(
+        Command::new(Exporter::binary())
+            .arg("--help")
+            .output()
+            .expect("help")
+            .stdout,
+    )
+    .expect("utf-8");
+    for name in env.keys() {
+        assert!(help.contains(&format!("env: {name}")), "{name}");
+    }
+}
+
+/// A Deployment's first container's variables (a `valueFrom` one as empty).
+fn exporter_env_of(deployment: &Value) -> BTreeMap<String, String> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").to_owned(),
+                e["value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}

@@ -15,6 +15,7 @@ mod support;
 mod alerts;
 mod auth;
 mod cli;
+mod clickhouse;
 mod fake_objects;
 mod faults;
 mod history;

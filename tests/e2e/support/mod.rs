@@ -7,6 +7,7 @@
 
 pub mod alertmanager;
 pub mod browser;
+pub mod clickhouse;
 pub mod fake_apiserver;
 pub mod fake_reviews;
 pub mod objects;
