@@ -277,6 +277,13 @@ pub async fn alert_latency() -> BTreeMap<&'static str, f64> {
     let webhook = Webhook::start(200).await;
     let am = Alertmanager::start(&config(&webhook, &[])).await;
     let fake = FakeApiServer::start().await;
+    // Each alert is about a Pod that exists, as in a cluster: its workload is known at once.
+    for k in 0..samples {
+        fake.apply(
+            "pods",
+            pod("shop", &format!("pod-{k}")).container("app").build(),
+        );
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = fake.write_kubeconfig(dir.path());
     let url = am.url();
