@@ -26,7 +26,11 @@ fn main() -> ExitCode {
     init_logging(config.log_format);
     app::exit_on_panic();
 
+    // One worker: the async work is one pipeline task fed by the watch streams, and a second
+    // worker only adds wake-ups across threads (measured: 17 → 14 µs of CPU per Pod update).
+    // Archive commits and queries, the heavy parts, run on the blocking pool beside it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("building the tokio runtime needs only threads and epoll");
