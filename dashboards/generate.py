@@ -212,9 +212,9 @@ def events_dashboard():
     b.add({"type": "text", "title": "The messages behind a spike", "options": {"mode": "markdown", "content": (
         "Counters say *how often*; the exporter's archive says *what*. Ask it for the events behind a spike "
         "(times in RFC 3339 or relative, like `2h`):\n\n"
-        "```\ncurl -s 'http://kube-event-exporter.kube-event-exporter:9102/api/v1/events?namespace=<ns>&reason=BackOff&since=2h' -H 'Accept: text/plain'\n"
-        "curl -s 'http://kube-event-exporter.kube-event-exporter:9102/api/v1/events?namespace=<ns>&kind=Pod&name=<pod>&since=1d'\n"
-        "curl -s 'http://kube-event-exporter.kube-event-exporter:9102/api/v1/events?namespace=<ns>&workload=<deployment>&since=1d'\n```\n"
+        "```\ncurl -s 'http://kube-event-exporter.kube-event-exporter:9103/api/v1/events?namespace=<ns>&reason=BackOff&since=2h' -H 'Accept: text/plain'\n"
+        "curl -s 'http://kube-event-exporter.kube-event-exporter:9103/api/v1/events?namespace=<ns>&kind=Pod&name=<pod>&since=1d'\n"
+        "curl -s 'http://kube-event-exporter.kube-event-exporter:9103/api/v1/events?namespace=<ns>&workload=<deployment>&since=1d'\n```\n"
         "JSON by default, a `kubectl get events`-like table with `Accept: text/plain`; follow `next_cursor` for more. "
         "The exporter's page `/` takes the same parameters (`/?namespace=<ns>&workload=<deployment>`).")}},
         w=24, h=7)

@@ -18,7 +18,11 @@ use crate::{
     config::{Config, InputConfig},
     event::{micros, unix_secs},
     health::Health,
-    http::{AppState, auth::Authorizer, server::HttpServer},
+    http::{
+        self, AppState,
+        auth::Authorizer,
+        server::{HttpServer, connection_cap},
+    },
     metrics::Metrics,
     pipeline::{Consumers, Pipeline, ledger::Ledger},
     ship::{self, Shipper, history::History},
@@ -245,10 +249,12 @@ pub struct App {
     source: Option<Source>,
     parts: Parts,
     listener: TcpListener,
+    /// `Some`: `--history-listen`, the history's own listener.
+    history_listener: Option<TcpListener>,
 }
 
 impl App {
-    /// Resolves the input, opens the archive and binds the listener; fails before anything
+    /// Resolves the input, opens the archive and binds the listeners; fails before anything
     /// runs.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let input = match &config.input {
@@ -303,17 +309,16 @@ impl App {
             // A query-only server has nothing to list first.
             parts.state.health.set_ready();
         }
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::BindFailed {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = bind(config.listen).await?;
+        let history_listener = match config.history_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         Ok(Self {
             source,
             parts,
             listener,
+            history_listener,
         })
     }
 
@@ -335,6 +340,7 @@ impl App {
             source,
             parts,
             listener,
+            history_listener,
         } = self;
         let mut tasks = JoinSet::new();
 
@@ -342,8 +348,30 @@ impl App {
         let writer_stop = CancellationToken::new();
         let writer_task = tokio::spawn(parts.archive_writer.run(writer_stop.clone()));
 
-        info!(listen = %listener.local_addr()?, "Serving HTTP.");
-        tasks.spawn(HttpServer::new(listener, parts.state).run(shutdown.clone()));
+        if let Some(history_listener) = history_listener {
+            info!(
+                listen = %listener.local_addr()?,
+                history_listen = %history_listener.local_addr()?,
+                "Serving HTTP."
+            );
+            // Half the cap each: a flood on one port never closes the other's connections.
+            let cap = connection_cap() / 2;
+            let state = parts.state.clone();
+            tasks.spawn(
+                HttpServer::new(listener, http::operations_router(state), cap)
+                    .run(shutdown.clone()),
+            );
+            tasks.spawn(
+                HttpServer::new(history_listener, http::history_router(parts.state), cap)
+                    .run(shutdown.clone()),
+            );
+        } else {
+            info!(listen = %listener.local_addr()?, "Serving HTTP.");
+            tasks.spawn(
+                HttpServer::new(listener, http::router(parts.state), connection_cap())
+                    .run(shutdown.clone()),
+            );
+        }
         // A finished replay is not a failure: its task ends and the rest serves on.
         if let Some(source) = source {
             tasks.spawn(source.run(shutdown.clone()));
@@ -371,6 +399,12 @@ impl App {
         }
         result
     }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::BindFailed { addr, source })
 }
 
 /// Makes a panic anywhere (a task, a blocking thread) end the process with status 101 once the

@@ -56,7 +56,8 @@ pub enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(name = "kube-event-exporter", version, about, max_term_width = 100)]
 pub struct Args {
-    /// Address for /metrics, the probes and the archive API.
+    /// Address for /metrics and the probes, and for the history (/api/v1/events and the page)
+    /// unless --history-listen is given.
     #[arg(
         long,
         env = "KEE_LISTEN",
@@ -64,6 +65,12 @@ pub struct Args {
         default_value = "0.0.0.0:9102"
     )]
     pub listen: SocketAddr,
+
+    /// Serve the history (/api/v1/events and the page) only on this address, and only
+    /// /metrics and the probes on --listen, so a NetworkPolicy can admit each on its own port
+    /// [default: none, the history is served on --listen].
+    #[arg(long, env = "KEE_HISTORY_LISTEN", value_name = "ADDR")]
+    pub history_listen: Option<SocketAddr>,
 
     /// Kubeconfig to use [default: kube's inference: $KUBECONFIG, ~/.kube/config, in-cluster].
     #[arg(
@@ -218,8 +225,8 @@ pub struct Args {
     )]
     pub alert_label: Vec<String>,
 
-    /// How users reach this exporter; the base of each alert's generatorURL
-    /// [default: http://<listen>].
+    /// How users reach this exporter's history; the base of each alert's generatorURL
+    /// [default: http://<history-listen>, or http://<listen> without it].
     #[arg(long, env = "KEE_EXTERNAL_URL", value_name = "URL")]
     pub external_url: Option<String>,
 
@@ -344,6 +351,8 @@ pub enum InputConfig {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `Some`: the history is served there and not on `listen`.
+    pub history_listen: Option<SocketAddr>,
     pub input: InputConfig,
     /// What to watch; its namespaces also filter a replay.
     pub watch: KubeSettings,
@@ -410,6 +419,7 @@ impl TryFrom<Args> for Config {
             Some(path) => Rules::load(path).map_err(|e| invalid("--config", e.to_string()))?,
             None => Rules::default(),
         };
+        let history_listen = history_listen(args.listen, args.history_listen)?;
         let alerting = alerting_config(&args)?;
         let archive = archive_config(&args, &rules)?;
         let clickhouse = clickhouse_config(&args)?;
@@ -466,6 +476,7 @@ impl TryFrom<Args> for Config {
             clickhouse,
             history_from_clickhouse,
             listen: args.listen,
+            history_listen,
             watch: KubeSettings {
                 api: args.events_api,
                 namespaces,
@@ -563,6 +574,28 @@ fn clickhouse_config(args: &Args) -> Result<Option<ShipSettings>, InvalidConfig>
         cluster,
         retention: args.clickhouse_retention.0,
     }))
+}
+
+/// `--history-listen`, which must not be an address `--listen` binds too: the same port on
+/// the same IP, or on any IP when either is unspecified (`0.0.0.0`, `[::]`). Port 0 picks a
+/// free port each time, so it never clashes.
+fn history_listen(
+    listen: SocketAddr,
+    history: Option<SocketAddr>,
+) -> Result<Option<SocketAddr>, InvalidConfig> {
+    let Some(history) = history else {
+        return Ok(None);
+    };
+    let overlaps = history.ip() == listen.ip()
+        || history.ip().is_unspecified()
+        || listen.ip().is_unspecified();
+    if history.port() != 0 && history.port() == listen.port() && overlaps {
+        return Err(invalid(
+            "--history-listen",
+            format!("{history} is also --listen's address ({listen}); give it its own port"),
+        ));
+    }
+    Ok(Some(history))
 }
 
 fn namespaces(given: &[String]) -> Result<Vec<String>, InvalidConfig> {
@@ -678,7 +711,7 @@ fn alerting_config(args: &Args) -> Result<Option<AlertSettings>, InvalidConfig> 
                 .ok_or_else(|| invalid("--external-url", format!("`{u}` is not an http(s) URL")))?;
             u.trim().trim_end_matches('/').to_owned()
         }
-        None => format!("http://{}", args.listen),
+        None => format!("http://{}", args.history_listen.unwrap_or(args.listen)),
     };
     if args.alert_resolve_after.0 < Duration::from_secs(1) {
         return Err(invalid("--alert-resolve-after", "must be at least 1s"));
@@ -872,6 +905,26 @@ mod tests {
             (&["--alert-queue-size", "0"], "--alert-queue-size"),
             (&["--alertmanager-url", ""], "--alertmanager-url"),
             (&["--replay", "-", "--context", "prod"], "--context"),
+            (&["--history-listen", "nowhere"], "--history-listen"),
+            (&["--history-listen", "0.0.0.0:9102"], "--history-listen"),
+            (
+                &[
+                    "--listen",
+                    "127.0.0.1:9000",
+                    "--history-listen",
+                    "127.0.0.1:9000",
+                ],
+                "--history-listen",
+            ),
+            (
+                &[
+                    "--listen",
+                    "0.0.0.0:9000",
+                    "--history-listen",
+                    "10.0.0.1:9000",
+                ],
+                "--history-listen",
+            ),
             (
                 &["--replay", "-", "--kubeconfig", "/etc/hosts"],
                 "--kubeconfig",
@@ -945,6 +998,31 @@ mod tests {
                 trusted_proxy_headers: true
             })
         );
+    }
+
+    #[test]
+    fn the_history_has_its_own_address_only_when_asked_for() {
+        let c = parse(&["--alertmanager-url", "http://am:9093"]).unwrap();
+        assert_eq!(c.history_listen, None);
+        assert_eq!(c.alerting.unwrap().external_url, "http://0.0.0.0:9102");
+        let c = parse(&[
+            "--history-listen",
+            "0.0.0.0:9103",
+            "--alertmanager-url",
+            "http://am:9093",
+        ])
+        .unwrap();
+        assert_eq!(c.history_listen, Some("0.0.0.0:9103".parse().unwrap()));
+        // Alert links lead to the history, wherever it is served.
+        assert_eq!(c.alerting.unwrap().external_url, "http://0.0.0.0:9103");
+        // Another IP on the same port is another address.
+        let c = parse(&[
+            "--listen",
+            "127.0.0.1:9102",
+            "--history-listen",
+            "127.0.0.2:9102",
+        ]);
+        assert!(c.is_ok(), "{c:?}");
     }
 
     #[test]

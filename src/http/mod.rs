@@ -2,7 +2,8 @@
 //! (JSON, or a kubectl-style [`table`]) and the history [`page`] at `/`. It only reads shared
 //! state. The [`server`] bounds what clients can hold: connections, time and memory. With
 //! [`auth`], the history (API and page) answers only what the caller's RBAC lets them read;
-//! `/metrics` and the probes stay open.
+//! `/metrics` and the probes stay open. The history can have a listener of its own
+//! ([`history_router`]), so a NetworkPolicy can admit scrapers and readers on different ports.
 
 pub mod auth;
 pub mod page;
@@ -51,15 +52,40 @@ pub struct AppState {
     pub cluster: Arc<str>,
 }
 
+/// Every route on one listener: `--listen` without `--history-listen`.
 pub fn router(state: AppState) -> Router {
+    operations_routes()
+        .merge(history_routes())
+        .layer(axum::middleware::from_fn(server::time_limit))
+        .with_state(state)
+}
+
+/// `/metrics` and the probes: `--listen` when the history has a listener of its own; any other
+/// path is a 404.
+pub fn operations_router(state: AppState) -> Router {
+    operations_routes()
+        .layer(axum::middleware::from_fn(server::time_limit))
+        .with_state(state)
+}
+
+/// The history, `/api/v1/events` and the page: `--history-listen`; any other path is a 404.
+pub fn history_router(state: AppState) -> Router {
+    history_routes()
+        .layer(axum::middleware::from_fn(server::time_limit))
+        .with_state(state)
+}
+
+fn operations_routes() -> Router<AppState> {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+}
+
+fn history_routes() -> Router<AppState> {
+    Router::new()
         .route("/api/v1/events", get(events))
         .route("/", get(history))
-        .layer(axum::middleware::from_fn(server::time_limit))
-        .with_state(state)
 }
 
 /// Every error the API answers: a user's bad input is a 400 with a plain message and is not

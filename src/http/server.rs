@@ -8,7 +8,9 @@
 //! - a request is answered within [`REQUEST_TIMEOUT`] (503 after it);
 //! - a connection buffers at most [`MAX_BUF`] (larger heads are refused);
 //! - at most [`connection_cap`] connections are open; a new one closes the oldest, so a flood
-//!   of slow clients cannot lock out the kubelet's probe or Prometheus's scrape.
+//!   of slow clients cannot lock out the kubelet's probe or Prometheus's scrape. With the
+//!   history on a listener of its own, each listener has half of the cap, so a flood on one
+//!   never closes the other's connections.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -27,8 +29,6 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-
-use super::{AppState, router};
 
 /// A request head (or the next one on a kept-alive connection) must arrive within this.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,24 +82,26 @@ struct Open {
     conns: BTreeMap<u64, CancellationToken>,
 }
 
-/// Serves the routes on a bound listener until shutdown.
+/// Serves a router on a bound listener until shutdown.
 pub struct HttpServer {
     listener: TcpListener,
-    state: AppState,
+    router: Router,
+    /// At most this many open connections: [`connection_cap`], or its share of it.
     cap: usize,
 }
 
 impl HttpServer {
-    pub fn new(listener: TcpListener, state: AppState) -> Self {
+    /// `router` on `listener` with at most `cap` open connections.
+    pub fn new(listener: TcpListener, router: Router, cap: usize) -> Self {
         Self {
             listener,
-            state,
-            cap: connection_cap(),
+            router,
+            cap: cap.max(1),
         }
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let router = router(self.state);
+        let router = self.router;
         let open = Arc::new(Mutex::new(Open::default()));
         let mut conns = tokio::task::JoinSet::new();
         loop {

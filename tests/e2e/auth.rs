@@ -3,7 +3,9 @@
 //! for a few users. Each user reads exactly their namespaces through the API (JSON and table)
 //! and the page; no token and a bad token are 401, another namespace 403; a decision is
 //! cached; a failing API server is a 503 with no data; proxy headers count only with their
-//! flag; `/metrics` and the probes stay open. The fake's reviews are checked against kubectl.
+//! flag; `/metrics` and the probes stay open. With `--history-listen` the history is served
+//! only on its own port, with the same checks, and the main port serves only `/metrics` and
+//! the probes. The fake's reviews are checked against kubectl.
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
@@ -13,7 +15,7 @@ use crate::support::{
     Exporter, POLL,
     fake_apiserver::{FakeApiServer, new_event},
     fake_reviews::{EXPORTER_USER, Fault},
-    http, wait_for,
+    free_port, http, wait_for,
 };
 
 /// The archived events: (namespace, involved object).
@@ -87,7 +89,12 @@ async fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, Option<String>, String) {
-    let mut request = http().get(exporter.url(path));
+    get_url(&exporter.url(path), headers).await
+}
+
+/// GET `url` with `headers`: status, the WWW-Authenticate header, body.
+async fn get_url(url: &str, headers: &[(&str, &str)]) -> (u16, Option<String>, String) {
+    let mut request = http().get(url);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
@@ -465,6 +472,103 @@ async fn proxy_headers_name_the_user_only_with_their_flag() {
             .next()
             .is_some_and(|l| l.contains("--auth-trusted-proxy-headers")),
         "{stderr}"
+    );
+}
+
+/// `--history-listen`: the history (API and page) only on its own port, with access control
+/// as on the shared one; `/metrics` and the probes only on `--listen`, where the history is a
+/// 404. What a NetworkPolicy admits per port is then what each client can reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_on_its_own_port_keeps_its_access_control() {
+    let fake = cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = fake.write_kubeconfig(dir.path());
+    let history_addr = format!("127.0.0.1:{}", free_port());
+    let exporter = Exporter::start(&[
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8"),
+        "--auth",
+        "kubernetes",
+        "--history-listen",
+        &history_addr,
+    ])
+    .await;
+    exporter.wait_ready().await;
+    let history = |path: &str| format!("http://{history_addr}{path}");
+    let root = [("authorization", "Bearer root-token")];
+    wait_for(
+        "every event to be archived, read on the history port",
+        Duration::from_secs(30),
+        POLL,
+        || async {
+            let (status, _, body) = get_url(&history("/api/v1/events"), &root).await;
+            let n = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["items"].as_array().map(Vec::len));
+            (status == 200 && n == Some(EVENTS.len()))
+                .then_some(())
+                .ok_or_else(|| exporter.with_logs(format!("{status} {body}")))
+        },
+    )
+    .await;
+
+    // The main port: /metrics and the probes, open; the history is not there, with or
+    // without credentials.
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let (status, _, body) = get(&exporter, path, &[]).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    for path in [
+        "/",
+        "/?namespace=shop",
+        "/api/v1/events",
+        "/api/v1/events?namespace=shop&format=table",
+    ] {
+        for headers in [&[][..], &root] {
+            let (status, _, body) = get(&exporter, path, headers).await;
+            assert_eq!(status, 404, "{path} on the main port: {body}");
+            assert!(!EVENTS.iter().any(|(_, o)| body.contains(o)), "{body}");
+        }
+    }
+
+    // The history port: no /metrics, no probes.
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let (status, _, body) = get_url(&history(path), &[]).await;
+        assert_eq!(status, 404, "{path} on the history port: {body}");
+    }
+    // Its access control is the same: 401 without a token, each user their namespaces, 403
+    // for another one, the API and the page alike.
+    for path in ["/api/v1/events", "/"] {
+        let (status, challenge, body) = get_url(&history(path), &[]).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(challenge.as_deref(), Some("Bearer"));
+        assert!(!EVENTS.iter().any(|(_, o)| body.contains(o)), "{body}");
+    }
+    let alice = [("authorization", "Bearer alice-token")];
+    for path in ["/api/v1/events?format=table", "/"] {
+        let (status, _, body) = get_url(&history(path), &alice).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        for (ns, object) in EVENTS {
+            assert_eq!(body.contains(object), ns == "shop", "{path}: {object}");
+        }
+    }
+    for path in ["/api/v1/events?namespace=pay", "/?namespace=pay"] {
+        let (status, _, body) = get_url(&history(path), &alice).await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    // A decision made on the history port is cached there like anywhere.
+    let before = fake.reviews.counts();
+    let (status, _, _) = get_url(&history("/api/v1/events?namespace=shop"), &alice).await;
+    assert_eq!(status, 200);
+    assert_eq!(fake.reviews.counts(), before);
+    // The decisions are counted in /metrics on the main port.
+    let m = exporter.metrics().await;
+    assert!(
+        m.get(
+            "kube_event_exporter_auth_decisions_total",
+            &[("result", "unauthenticated")]
+        )
+        .is_some_and(|n| n >= 2.0)
     );
 }
 

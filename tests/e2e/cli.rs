@@ -46,6 +46,24 @@ fn bad_values_exit_2_naming_the_flag() {
         (&["--no-such-flag"], &[], "--no-such-flag"),
         (&[], &[("KEE_LISTEN", "bad")], "--listen"),
         (&[], &[("KEE_EVENTS_API", "v9")], "--events-api"),
+        (&["--history-listen", "nowhere"], &[], "--history-listen"),
+        (&[], &[("KEE_HISTORY_LISTEN", "9103")], "--history-listen"),
+        // The history's own address must not be one --listen binds too.
+        (
+            &[
+                "--listen",
+                "127.0.0.1:9102",
+                "--history-listen",
+                "127.0.0.1:9102",
+            ],
+            &[],
+            "--history-listen",
+        ),
+        (
+            &["--history-listen", "127.0.0.1:9102"],
+            &[],
+            "--history-listen",
+        ),
     ] {
         let (code, stderr) = run(args, env);
         assert_eq!(code, 2, "{args:?} {env:?}: {stderr}");
@@ -166,6 +184,7 @@ fn help_documents_every_flag_with_its_env_and_default() {
     // And the names users, the README and the deployment rely on stay as they are.
     for (flag, env) in [
         ("--listen", "KEE_LISTEN"),
+        ("--history-listen", "KEE_HISTORY_LISTEN"),
         ("--kubeconfig", "KEE_KUBECONFIG"),
         ("--context", "KEE_CONTEXT"),
         ("--events-api", "KEE_EVENTS_API"),

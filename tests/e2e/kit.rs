@@ -343,7 +343,7 @@ async fn the_deployment_renders_into_valid_objects_that_match_the_binary() {
             "NetworkPolicy" => round_trips::<net::NetworkPolicy>(o),
             "ServiceMonitor" => {
                 assert_eq!(o["apiVersion"], "monitoring.coreos.com/v1");
-                assert_eq!(o["spec"]["endpoints"][0]["port"], "http");
+                assert_eq!(o["spec"]["endpoints"][0]["port"], "metrics");
                 assert_eq!(o["spec"]["endpoints"][0]["path"], "/metrics");
             }
             other => panic!("unexpected {other}"),
@@ -411,14 +411,52 @@ async fn the_deployment_renders_into_valid_objects_that_match_the_binary() {
             )
         })
         .collect();
-    let port = c["ports"][0]["containerPort"].as_u64().expect("port");
-    assert!(
-        env["KEE_LISTEN"].ends_with(&format!(":{port}")),
-        "KEE_LISTEN matches the container port"
-    );
+    // Two ports: metrics (/metrics and the probes) on KEE_LISTEN, the history on
+    // KEE_HISTORY_LISTEN; the Service has both, by name.
+    let container_port = |name: &str| {
+        c["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no container port {name}"))["containerPort"]
+            .as_u64()
+            .expect("port")
+    };
+    for (var, name) in [("KEE_LISTEN", "metrics"), ("KEE_HISTORY_LISTEN", "history")] {
+        let port = container_port(name);
+        assert!(
+            env[var].ends_with(&format!(":{port}")),
+            "{var} matches the container port {name}"
+        );
+    }
+    let service_ports: BTreeSet<(String, u64, String)> = by_kind["Service"]["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name").to_owned(),
+                p["port"].as_u64().expect("port"),
+                p["targetPort"].as_str().expect("a named target").to_owned(),
+            )
+        })
+        .collect();
     assert_eq!(
-        by_kind["Service"]["spec"]["ports"][0]["targetPort"],
-        c["ports"][0]["name"]
+        service_ports,
+        [
+            (
+                "history".to_owned(),
+                container_port("history"),
+                "history".to_owned()
+            ),
+            (
+                "metrics".to_owned(),
+                container_port("metrics"),
+                "metrics".to_owned()
+            ),
+        ]
+        .into()
     );
     let mounts: Vec<&str> = c["volumeMounts"]
         .as_array()
@@ -456,6 +494,7 @@ async fn the_deployment_renders_into_valid_objects_that_match_the_binary() {
             .stdout,
     )
     .expect("utf-8");
+    let history_addr = format!("127.0.0.1:{}", crate::support::free_port());
     let mut args: Vec<String> = vec![
         "--replay".into(),
         root().join("examples/events.jsonl").display().to_string(),
@@ -473,6 +512,7 @@ async fn the_deployment_renders_into_valid_objects_that_match_the_binary() {
         );
         let value = match name.as_str() {
             "KEE_LISTEN" => continue,
+            "KEE_HISTORY_LISTEN" => history_addr.clone(),
             "KEE_ARCHIVE_PATH" => dir.path().join("archive.redb").display().to_string(),
             "KEE_CONFIG" => rules_file.display().to_string(),
             _ => value.clone(),
@@ -484,11 +524,19 @@ async fn the_deployment_renders_into_valid_objects_that_match_the_binary() {
     let exporter = Exporter::start(&argv).await;
     for probe in ["livenessProbe", "readinessProbe"] {
         let path = c[probe]["httpGet"]["path"].as_str().expect("probe path");
-        assert_eq!(c[probe]["httpGet"]["port"], c["ports"][0]["name"]);
+        assert_eq!(c[probe]["httpGet"]["port"], "metrics");
         exporter
             .wait_status(path, 200, Duration::from_secs(20))
             .await;
     }
+    // The history answers on its own port and not on the metrics port.
+    assert_eq!(exporter.get("/api/v1/events").await.0, 404);
+    let history = crate::support::http()
+        .get(format!("http://{history_addr}/api/v1/events"))
+        .send()
+        .await
+        .expect("the history port");
+    assert_eq!(history.status(), 200);
 
     // The variant with the PrometheusRule renders too, and adds just that.
     let with_rules = kustomize("deploy/with-prometheusrule");
@@ -595,15 +643,39 @@ fn access_control_manifests_allow_exactly_what_the_readme_says() {
     .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
     .collect();
 
-    // The base: no review rights, auth off, the port open to the monitoring and ingress-nginx
-    // namespaces only.
+    // The base: no review rights, auth off; the metrics port (9102) open to the monitoring
+    // namespace only, the history port (9103) to the ingress-nginx namespace only, and the
+    // history served on 9103 alone.
     let base = kustomize("deploy");
     let base_rules = role_rules(object(&base, "ClusterRole", "kube-event-exporter"));
     assert!(base_rules.is_disjoint(&reviews), "{base_rules:?}");
-    assert!(!exporter_env(&base).contains_key("KEE_AUTH"));
+    let base_env = exporter_env(&base);
+    assert!(!base_env.contains_key("KEE_AUTH"));
+    assert_eq!(
+        (
+            base_env["KEE_LISTEN"].as_str(),
+            base_env["KEE_HISTORY_LISTEN"].as_str()
+        ),
+        ("0.0.0.0:9102", "0.0.0.0:9103")
+    );
     assert_eq!(
         admitted(object(&base, "NetworkPolicy", "kube-event-exporter")),
-        pairs(&[("ns=ingress-nginx", 9102), ("ns=monitoring", 9102)])
+        pairs(&[("ns=ingress-nginx", 9103), ("ns=monitoring", 9102)])
+    );
+    let monitor = object(&base, "ServiceMonitor", "kube-event-exporter");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    let service = object(&base, "Service", "kube-event-exporter");
+    let port_of = |name: &str| {
+        service["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["port"].as_u64())
+    };
+    assert_eq!(
+        (port_of("metrics"), port_of("history")),
+        (Some(9102), Some(9103))
     );
 
     // The auth component adds exactly `create` on the two reviews and turns the flag on.
@@ -616,9 +688,10 @@ fn access_control_manifests_allow_exactly_what_the_readme_says() {
     assert!(role_rules(role).is_superset(&base_rules));
     assert_eq!(exporter_env(&with_auth)["KEE_AUTH"], "kubernetes");
 
-    // The oauth2-proxy example: the exporter trusts the proxy's headers, so only the proxy
-    // (and Prometheus's pods, for /metrics) may reach it; the proxy only from ingress-nginx;
-    // the Ingress leads to the proxy, never straight to the exporter.
+    // The oauth2-proxy example: the exporter trusts the proxy's headers, so only the proxy may
+    // reach the history port (the monitoring namespace still scrapes the metrics port, where
+    // nothing reads the headers); the proxy only from ingress-nginx; the Ingress leads to the
+    // proxy, never straight to the exporter.
     let example = kustomize("deploy/examples/oauth2-proxy");
     for o in &example {
         match o["kind"].as_str().expect("kind") {
@@ -643,15 +716,34 @@ fn access_control_manifests_allow_exactly_what_the_readme_says() {
     );
     assert_eq!(
         admitted(object(&example, "NetworkPolicy", "kube-event-exporter")),
-        pairs(&[
-            ("ns=monitoring,pod=prometheus", 9102),
-            ("pod=oauth2-proxy", 9102)
-        ])
+        pairs(&[("ns=monitoring", 9102), ("pod=oauth2-proxy", 9103)])
+    );
+    assert_eq!(
+        exporter_env(&example)["KEE_HISTORY_LISTEN"],
+        base_env["KEE_HISTORY_LISTEN"]
     );
     assert_eq!(
         admitted(object(&example, "NetworkPolicy", "oauth2-proxy")),
         pairs(&[("ns=ingress-nginx", 4180)])
     );
+    // The proxy may reach the exporter's history port and no other of its ports.
+    let to_exporter: BTreeSet<u64> =
+        object(&example, "NetworkPolicy", "oauth2-proxy")["spec"]["egress"]
+            .as_array()
+            .expect("egress")
+            .iter()
+            .filter(|rule| {
+                rule["to"].as_array().is_some_and(|to| {
+                    to.iter().any(|peer| {
+                        peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                            == "kube-event-exporter"
+                    })
+                })
+            })
+            .flat_map(|rule| rule["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["port"].as_u64())
+            .collect();
+    assert_eq!(to_exporter, [9103].into());
     let ingress = object(&example, "Ingress", "kube-event-exporter");
     assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
     for rule in ingress["spec"]["rules"].as_array().expect("rules") {
@@ -669,7 +761,7 @@ fn access_control_manifests_allow_exactly_what_the_readme_says() {
         .collect();
     assert!(args.contains(&"--pass-user-headers=true"), "{args:?}");
     assert!(
-        args.contains(&"--upstream=http://kube-event-exporter.kube-event-exporter.svc:9102/"),
+        args.contains(&"--upstream=http://kube-event-exporter.kube-event-exporter.svc:9103/"),
         "{args:?}"
     );
     // Every variable the manifests give the exporter is one of its flags.
