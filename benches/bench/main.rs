@@ -11,6 +11,7 @@ mod support;
 
 mod archive;
 mod binary;
+mod clickhouse;
 mod common;
 mod in_process;
 mod pods;
@@ -22,7 +23,7 @@ use common::quick;
 
 // ---------- driver ----------
 
-const MEASUREMENTS: [(&str, &str); 12] = [
+const MEASUREMENTS: [(&str, &str); 13] = [
     (
         "pipeline-core",
         "1. pipeline, core/v1 watch lines (decode, ledger, metrics, archive, alerts)",
@@ -59,6 +60,10 @@ const MEASUREMENTS: [(&str, &str); 12] = [
         "pods",
         "9. a cluster of Pods: listed at start, then 5,000 status updates/s (1 in 10 a restart)",
     ),
+    (
+        "clickhouse",
+        "10. ClickHouse: shipping rate live and draining a backlog, pipeline with and without shipping, fleet query over 10M rows, outbox disk",
+    ),
 ];
 
 async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
@@ -75,6 +80,7 @@ async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
         "replay-list" => binary::replay_list().await,
         "writer" => writer::writer_sustained().await,
         "pods" => pods::pods().await,
+        "clickhouse" => clickhouse::clickhouse().await,
         other => panic!("unknown measurement {other}"),
     }
 }
