@@ -35,7 +35,7 @@ async fn unlimited_exporter(
 }
 
 /// Adds archive rate limits that never bite to `args`: every record is written.
-fn unlimited(args: &mut Vec<&str>) {
+pub fn unlimited(args: &mut Vec<&str>) {
     for flag in [
         "--archive-namespace-rate",
         "--archive-namespace-burst",

@@ -12,6 +12,7 @@ mod support;
 mod archive;
 mod auth;
 mod binary;
+mod clickhouse;
 mod common;
 mod in_process;
 mod pods;
@@ -23,7 +24,7 @@ use common::quick;
 
 // ---------- driver ----------
 
-const MEASUREMENTS: [(&str, &str); 13] = [
+const MEASUREMENTS: [(&str, &str); 14] = [
     (
         "pipeline-core",
         "1. pipeline, core/v1 watch lines (decode, ledger, metrics, archive, alerts)",
@@ -64,6 +65,10 @@ const MEASUREMENTS: [(&str, &str); 13] = [
         "auth",
         "10. --auth kubernetes: a history request with a cached decision vs without auth; reviews of a cold one",
     ),
+    (
+        "clickhouse",
+        "11. ClickHouse: shipping rate live and draining a backlog, pipeline with and without shipping, fleet query over 10M rows, outbox disk",
+    ),
 ];
 
 async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
@@ -81,6 +86,7 @@ async fn run_one(name: &str) -> BTreeMap<&'static str, f64> {
         "writer" => writer::writer_sustained().await,
         "pods" => pods::pods().await,
         "auth" => auth::auth().await,
+        "clickhouse" => clickhouse::clickhouse().await,
         other => panic!("unknown measurement {other}"),
     }
 }
