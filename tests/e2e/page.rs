@@ -13,7 +13,9 @@ use crate::support::{
     alertmanager::Webhook,
     browser::Browser,
     fake_apiserver::{FakeApiServer, NewEvent, new_event},
-    http, wait_for,
+    http,
+    objects::{Builder, deployment, pod, replicaset, uid_for},
+    wait_for,
 };
 
 /// One event of the fixture: namespace, kind, object, reason, type, count, minutes ago, message.
@@ -78,13 +80,16 @@ fn expected(keep: impl Fn(&Spec) -> bool) -> Vec<(String, String, String)> {
     v.into_iter().map(key).collect()
 }
 
-/// The page's rows as (namespace, object, reason).
+/// The page's rows as (namespace, object, reason); the object without its workload line.
 async fn shown(browser: &Browser) -> Vec<(String, String, String)> {
     browser
         .rows()
         .await
         .into_iter()
-        .map(|r| (r[2].clone(), r[3].clone(), r[4].clone()))
+        .map(|r| {
+            let object = r[3].lines().next().unwrap_or_default().to_owned();
+            (r[2].clone(), object, r[4].clone())
+        })
         .collect()
 }
 
@@ -129,6 +134,23 @@ async fn archived(
     for e in events {
         fake.create(e);
     }
+    // The shop's api Pod belongs to the Deployment api, through its ReplicaSet.
+    fake.apply("deployments", deployment("shop", "api").build());
+    let deployment_uid = uid_for("Deployment", "shop", "api");
+    fake.apply(
+        "replicasets",
+        replicaset("shop", "api-7f9c5d")
+            .owned_by("Deployment", "api", &deployment_uid)
+            .build(),
+    );
+    let replicaset_uid = uid_for("ReplicaSet", "shop", "api-7f9c5d");
+    fake.apply(
+        "pods",
+        pod("shop", "api-7f9c5d-x2b4q")
+            .owned_by("ReplicaSet", "api-7f9c5d", &replicaset_uid)
+            .container("api")
+            .build(),
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = fake.write_kubeconfig(dir.path());
     let mut args = vec!["--kubeconfig", kubeconfig.to_str().expect("utf-8")];
@@ -193,6 +215,11 @@ async fn the_page_filters_by_every_field_pages_and_links_to_each_object() {
             .await,
         "⚠ Warning"
     );
+    // A Pod's row names its workload, which links to the workload's history.
+    let object = browser
+        .text(&browser.find("tbody tr:nth-child(1) td:nth-child(4)").await)
+        .await;
+    assert_eq!(object, "Pod/api-7f9c5d-x2b4q\nof Deployment/api");
     let message = browser
         .text(&browser.find("tbody tr:nth-child(4) td.m").await)
         .await;
@@ -209,8 +236,12 @@ async fn the_page_filters_by_every_field_pages_and_links_to_each_object() {
 
     // Each filter through the form; the URL is the view, without the empty fields.
     let ninety_minutes_ago = (Timestamp::now() - Duration::from_secs(90 * 60)).to_string();
-    let filters: [Filter; 6] = [
+    let filters: [Filter; 7] = [
         ("namespace", "shop", &|s| s.0 == "shop"),
+        // The Pod's events and the Deployment's own.
+        ("workload", "api", &|s| {
+            s.0 == "shop" && (s.2 == "api" || s.2.starts_with("api-"))
+        }),
         ("kind", "Node", &|s| s.1 == "Node"),
         ("name", "etl", &|s| s.2 == "etl"),
         ("reason", "BackOff", &|s| s.3 == "BackOff"),
