@@ -6,9 +6,11 @@
 //! rows are grouped by (cluster, uid) and each column taken from the row with the highest count
 //! (`argMax`), which every ClickHouse version does the same way, merged or not. Filters on what
 //! never changes for an event (cluster, namespace, kind, name, reason, type) and the lower time
-//! bound select rows before grouping; filters on what an update changes (the upper time bound,
-//! the cursor, the workload) select groups after, so an older version never answers for a newer
-//! one. Ties in last occurrence are ordered by a hash of (cluster, uid), where the archive uses
+//! bound select rows before grouping (the table is ordered by (cluster, namespace, uid), so a
+//! cluster and namespace select parts of its index); an upper bound on the last occurrence (the
+//! `until`, the cursor) also bounds `first_seen_us` there. Filters on what an update changes (the
+//! upper time bound, the cursor, the workload) select groups after, so an older version never
+//! answers for a newer one. Ties in last occurrence are ordered by a hash of (cluster, uid), where the archive uses
 //! its sequence numbers: cursors of one store do not fit the other.
 
 use jiff::Timestamp;
@@ -93,6 +95,17 @@ impl History {
         // The latest version is the last one seen: kept whenever it is recent enough.
         if let Some(since) = q.since {
             rows.push(format!("last_seen_us >= {since}"));
+        }
+        // An upper bound on the last occurrence (`until`, or the cursor's) bounds the first
+        // sighting too, which never changes for a record and is never after any of its last
+        // occurrences: a record first seen later has every version, the latest included, past
+        // the bound, so its rows can go before grouping without changing a group that stays.
+        let bound = [q.until, q.cursor.map(|c| c.last_seen)]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(bound) = bound {
+            rows.push(format!("first_seen_us <= {bound}"));
         }
         let mut groups = Vec::new();
         if let Some(until) = q.until {
@@ -274,6 +287,39 @@ mod tests {
             assert!(!rows.contains(after), "{after}: {sql}");
         }
         assert!(sql.contains("LIMIT 101"));
+        // The cursor's last occurrence (8) is tighter than `until` (9).
+        assert!(rows.contains("first_seen_us <= 8"), "{sql}");
+    }
+
+    #[test]
+    fn namespace_and_first_sighting_select_rows_before_grouping() {
+        let q = Query {
+            namespace: Some("shop".into()),
+            since: Some(5),
+            until: Some(9),
+            limit: 100,
+            ..Query::default()
+        };
+        let sql = history().select(&q).expect("sql");
+        let (rows, _) = sql.split_once("GROUP BY").expect("grouped");
+        let (_, filter) = rows.split_once(" WHERE ").expect("a WHERE before GROUP BY");
+        for before in [
+            "`namespace` = 'shop'",
+            "last_seen_us >= 5",
+            "first_seen_us <= 9",
+        ] {
+            assert!(filter.contains(before), "{before}: {sql}");
+        }
+        let open = Query {
+            namespace: Some("shop".into()),
+            limit: 100,
+            ..Query::default()
+        };
+        let sql = history().select(&open).expect("sql");
+        assert!(
+            !sql.contains("first_seen_us <="),
+            "no upper bound, no pre-filter: {sql}"
+        );
     }
 
     #[test]

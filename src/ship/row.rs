@@ -81,9 +81,11 @@ impl<'a> Row<'a> {
     }
 }
 
-/// The table, created if missing. Keyed by (cluster, uid) and versioned by count, so the
-/// latest version of a record replaces the older ones (at merge time: readers use `FINAL`), and
-/// a batch shipped twice is invisible. Partitioned by the day of `first_seen`, which never
+/// The table, created if missing. Keyed by (cluster, namespace, uid) and versioned by count, so
+/// the latest version of a record replaces the older ones (at merge time: readers use `FINAL`),
+/// and a batch shipped twice is invisible. A record's namespace never changes, so that key
+/// replaces exactly as (cluster, uid) would, and a query for one namespace reads only its rows
+/// (the sparse primary index selects them). Partitioned by the day of `first_seen`, which never
 /// changes for a record: every version of it lands in one partition, where `FINAL` and merges
 /// can replace it (they never look across partitions). Retention drops whole partitions.
 pub fn create_table(database: &str, table: &str) -> String {
@@ -97,7 +99,7 @@ pub fn create_table(database: &str, table: &str) -> String {
          object_api_version String, field_path String, reporting_instance String, \
          action String, event_name String, workload_kind String, workload String\
          ) ENGINE = ReplacingMergeTree(count) \
-         PARTITION BY toYYYYMMDD(first_seen) ORDER BY (cluster, uid)"
+         PARTITION BY toYYYYMMDD(first_seen) ORDER BY (cluster, namespace, uid)"
     )
 }
 
@@ -120,5 +122,12 @@ mod tests {
         assert_eq!(v["last_seen_us"], micros(e.last_seen));
         assert_eq!(v["count"], 7);
         assert_eq!(v["workload"], "api");
+    }
+
+    #[test]
+    fn the_table_is_keyed_by_cluster_namespace_uid() {
+        let ddl = create_table("default", "kube_events");
+        assert!(ddl.ends_with("ORDER BY (cluster, namespace, uid)"), "{ddl}");
+        assert!(ddl.contains("ReplacingMergeTree(count)"), "{ddl}");
     }
 }
