@@ -27,8 +27,9 @@ fn main() -> ExitCode {
     app::exit_on_panic();
 
     // One worker: the async work is one pipeline task fed by the watch streams, and a second
-    // worker only adds wake-ups across threads (measured: 17 → 14 µs of CPU per Pod update).
-    // Archive commits and queries, the heavy parts, run on the blocking pool beside it.
+    // worker only adds wake-ups across threads and memory arenas (measured against two: 10.8 →
+    // 9.4 µs of CPU per event end to end, 34 → 19 MiB of RSS added by 100k Pods, the same CPU
+    // per Pod update). Archive commits and queries, the heavy parts, run on the blocking pool.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
