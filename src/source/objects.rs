@@ -13,7 +13,6 @@ use super::wire::{Str, Time, WatchItem, owned, owned_non_empty};
 /// A raw object of one resource, as a watch line carries it.
 trait RawObject<'a>: Deserialize<'a> {
     fn resource_version(&self) -> String;
-    fn status(self) -> (i64, String);
     fn into_object(self) -> KubeObject;
 }
 
@@ -26,9 +25,6 @@ macro_rules! raw_object {
                     .as_ref()
                     .map(|s| s.0.clone().into_owned())
                     .unwrap_or_default()
-            }
-            fn status(self) -> (i64, String) {
-                (self.code.unwrap_or(0), owned(self.message))
             }
             fn into_object(self) -> KubeObject {
                 $into(self)
@@ -89,10 +85,8 @@ fn line_of<'a, T: RawObject<'a>>(line: &'a [u8]) -> serde_json::Result<WatchItem
         "BOOKMARK" => WatchItem::Bookmark {
             resource_version: raw.object.resource_version(),
         },
-        "ERROR" => {
-            let (code, message) = raw.object.status();
-            WatchItem::Error { code, message }
-        }
+        // Read again as the Status it holds, by [`error_line`].
+        "ERROR" => return Err(de::Error::custom("an ERROR line holds a Status")),
         other => {
             return Err(de::Error::custom(format_args!(
                 "unknown watch event type {other:?}"
@@ -162,7 +156,8 @@ impl Resource {
             Self::Jobs => line_of::<RawOwned>(line).map(|i| i.map(|o| o.kind("Job"))),
             Self::Deployments => line_of::<RawDeployment>(line),
         };
-        // An `ERROR` line's Status has a string `status`, which no object's shape takes.
+        // An `ERROR` line holds a Status, not an object (its `status` is a string, which no
+        // object's shape takes): it is read again as one.
         decoded.or_else(|e| error_line(line).ok_or(e))
     }
 
@@ -321,10 +316,6 @@ impl RawObjectMeta<'_> {
 struct RawOwned<'a> {
     #[serde(borrow)]
     metadata: RawObjectMeta<'a>,
-    /// A watch `ERROR` carries a Status in the object's place.
-    code: Option<i64>,
-    #[serde(borrow)]
-    message: Option<Str<'a>>,
 }
 
 impl RawOwned<'_> {
@@ -409,10 +400,6 @@ struct RawPodStatus<'a> {
 struct RawPod<'a> {
     #[serde(borrow)]
     metadata: RawObjectMeta<'a>,
-    /// A watch `ERROR` carries a Status in the object's place.
-    code: Option<i64>,
-    #[serde(borrow)]
-    message: Option<Str<'a>>,
     #[serde(borrow)]
     spec: RawPodSpec<'a>,
     #[serde(borrow)]
@@ -466,10 +453,6 @@ struct RawDeploymentStatus<'a> {
 struct RawDeployment<'a> {
     #[serde(borrow)]
     metadata: RawObjectMeta<'a>,
-    /// A watch `ERROR` carries a Status in the object's place.
-    code: Option<i64>,
-    #[serde(borrow)]
-    message: Option<Str<'a>>,
     #[serde(borrow)]
     status: RawDeploymentStatus<'a>,
 }
