@@ -503,15 +503,11 @@ impl AuthMetrics {
             "auth_review_errors",
             "TokenReviews and SubjectAccessReviews that failed (API server error, timeout, unreachable)",
         );
-        // 1 ms to ~8 s: a review is a few ms; the exporter gives up after 5 s.
-        let duration = Family::<ReviewLabel, Histogram>::new_with_constructor(
-            (|| Histogram::new(exponential_buckets(0.001, 2.0, 14))) as fn() -> Histogram,
-        );
-        own.register_with_unit(
+        // A review is a few ms; the exporter gives up after 5 s.
+        let duration: Family<ReviewLabel, Histogram> = register_latency(
+            own,
             "auth_review_duration",
             "Time of a TokenReview or SubjectAccessReview, failed ones included; decisions served from the cache make none",
-            Unit::Seconds,
-            duration.clone(),
         );
         let review = |r: Review| ReviewLabel { review: r.as_str() };
         Self {
@@ -597,6 +593,23 @@ where
     let metric = M::default();
     registry.register(name, help, metric.clone());
     metric
+}
+
+/// A family of latency histograms in seconds, by label set: buckets from 1 ms doubling to about
+/// 8 s (a request to another service, with a timeout of a few seconds).
+fn register_latency<L>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+) -> Family<L, Histogram, fn() -> Histogram>
+where
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+{
+    let family = Family::<L, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+        Histogram::new(exponential_buckets(0.001, 2.0, 14))
+    });
+    registry.register_with_unit(name, help, Unit::Seconds, family.clone());
+    family
 }
 
 /// The handle of `labels` in `family`; a Family's read guard lives to the statement's end, so
@@ -704,14 +717,10 @@ impl AlertingMetrics {
             "alert_queue_length",
             "Alert updates waiting for an Alertmanager",
         );
-        let post_duration = Family::<AlertmanagerLabel, Histogram>::new_with_constructor(
-            (|| Histogram::new(exponential_buckets(0.001, 2.0, 14))) as fn() -> Histogram,
-        );
-        own.register_with_unit(
+        let post_duration: Family<AlertmanagerLabel, Histogram> = register_latency(
+            own,
             "alert_post_duration",
             "Time of a successful post to an Alertmanager",
-            Unit::Seconds,
-            post_duration.clone(),
         );
         let active = register(
             own,
