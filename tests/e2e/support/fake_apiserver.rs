@@ -265,7 +265,8 @@ enum Signal {
         /// The store: a resource's plural.
         resource: &'static str,
         kind: &'static str,
-        object: Value,
+        /// Shared by every watch: a broadcast clones the signal for each receiver.
+        object: Arc<Value>,
     },
     /// End every open watch stream normally.
     Close,
@@ -278,7 +279,7 @@ struct Change {
     rv: u64,
     resource: &'static str,
     kind: &'static str,
-    object: Value,
+    object: Arc<Value>,
 }
 
 /// Objects of one resource, stored without apiVersion and kind (events in core/v1 shape), keyed
@@ -466,16 +467,19 @@ impl FakeApiServer {
         let rv = st.rv;
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         let key = key_of(&object);
-        if kind == "DELETED" {
+        let object = if kind == "DELETED" {
             st.store(resource).remove(&key);
+            Arc::new(object)
         } else {
-            st.store(resource).insert(key, object.clone());
-        }
+            let shared = Arc::new(object.clone());
+            st.store(resource).insert(key, object);
+            shared
+        };
         st.history.push(Change {
             rv,
             resource,
             kind,
-            object: object.clone(),
+            object: Arc::clone(&object),
         });
         let _ = self.shared.signals.send(Signal::Event {
             rv,
@@ -1223,6 +1227,28 @@ fn write_item(out: &mut String, res: &Resource, object: &Value) {
     }
 }
 
+/// One watch line of `object` as `res` serves it, written without copying the object (a Pod is
+/// ~6 KB of JSON: the Pod benchmark's thousands of updates a second go through here).
+fn watch_line(kind: &str, res: &Resource, object: &Value) -> Bytes {
+    if res.is_events() {
+        return line(kind, &render(res.events_api(), object));
+    }
+    let text = object.to_string();
+    let mut out = String::with_capacity(text.len() + 96);
+    out.push_str(r#"{"type":"#);
+    out.push_str(&Value::from(kind).to_string());
+    out.push_str(r#","object":{"apiVersion":"#);
+    out.push_str(&Value::from(res.api_version()).to_string());
+    out.push_str(r#","kind":"#);
+    out.push_str(&Value::from(res.kind).to_string());
+    if text.len() > 2 {
+        out.push(',');
+    }
+    out.push_str(&text[1..]);
+    out.push_str("}\n");
+    Bytes::from(out)
+}
+
 fn line(kind: &str, object: &Value) -> Bytes {
     let mut text = json!({"type": kind, "object": object}).to_string();
     text.push('\n');
@@ -1256,7 +1282,7 @@ fn watch(
             st.store(res.name)
                 .values()
                 .filter(|o| in_scope(o, namespace.as_deref()))
-                .map(|o| line("ADDED", &render_object(res, o)))
+                .map(|o| watch_line("ADDED", res, o))
                 .collect()
         } else {
             st.history
@@ -1266,7 +1292,7 @@ fn watch(
                         && c.resource == res.name
                         && in_scope(&c.object, namespace.as_deref())
                 })
-                .map(|c| line(c.kind, &render_object(res, &c.object)))
+                .map(|c| watch_line(c.kind, res, &c.object))
                 .collect()
         };
         (
@@ -1306,7 +1332,7 @@ fn watch(
                     line("BOOKMARK", &json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rv.to_string()}}))
                 }
                 signal = signals.recv() => match signal {
-                    Ok(Signal::Event { rv, resource, kind, object }) if rv > from && resource == res.name && in_scope(&object, namespace.as_deref()) => line(kind, &render_object(res, &object)),
+                    Ok(Signal::Event { rv, resource, kind, object }) if rv > from && resource == res.name && in_scope(&object, namespace.as_deref()) => watch_line(kind, res, &object),
                     Ok(Signal::Event { .. }) => continue,
                     Ok(Signal::Close) | Err(_) => return,
                     Ok(Signal::Expire) => {
