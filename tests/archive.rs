@@ -335,6 +335,35 @@ fn an_update_at_the_same_time_keeps_one_row_in_every_index() {
     }
 }
 
+/// An event that carries no first time gets its last occurrence as one; an update must not
+/// move the record's first sighting later (shipped rows are partitioned by it), but an earlier
+/// one is taken.
+#[test]
+fn an_update_never_moves_the_first_sighting_later() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = Archive::open(&dir.path().join("a.redb")).expect("open");
+    let t = base();
+    let mut e = event(5, t);
+    commit_all(&archive, std::slice::from_ref(&e));
+    let later = t + Duration::from_secs(3600);
+    (e.count, e.first_seen, e.last_seen) = (2, later, later);
+    commit_updates(&archive, std::slice::from_ref(&e), |_| Some(t));
+    let stored = archive.get(5).expect("get").expect("the record");
+    assert_eq!(
+        (stored.count, stored.first_seen, stored.last_seen),
+        (2, t, later)
+    );
+    let earlier = t - Duration::from_secs(60);
+    (e.count, e.first_seen) = (3, earlier);
+    commit_updates(&archive, std::slice::from_ref(&e), |_| Some(later));
+    let stored = archive.get(5).expect("get").expect("the record");
+    assert_eq!((stored.count, stored.first_seen), (3, earlier));
+    assert_eq!(
+        stored.message, e.message,
+        "the rest of the record is the update's"
+    );
+}
+
 #[test]
 fn the_ledger_comes_back_from_the_records_and_the_ledger_table() {
     let dir = tempfile::tempdir().expect("tempdir");

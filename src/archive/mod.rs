@@ -431,7 +431,20 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
         if let Some(t) = write.replaces.filter(|_| moved) {
             removes.push(seq, &write.keys, t);
         }
-        tables.records.insert(seq, bytes)?;
+        let earlier = tables
+            .records
+            .insert(seq, bytes)?
+            .map(|old| record::first_seen_us(old.value()))
+            .transpose()?;
+        // A record's first sighting never moves later: an event that carries no first time
+        // gets its last occurrence as one, which moves with each update. What was seen first
+        // stays (the ClickHouse rows' day partition is keyed by it).
+        let first_seen = record::first_seen_us(bytes)?;
+        if let Some(earlier) = earlier.filter(|&t| t < first_seen) {
+            tables
+                .records
+                .insert(seq, record::with_first_seen(bytes, earlier)?.as_slice())?;
+        }
         if moved {
             inserts.push(seq, &write.keys, write.keys.last_seen);
         }

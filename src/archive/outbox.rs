@@ -12,19 +12,14 @@
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::{
-    Archive, Result, record,
+    Archive, Result,
+    record::{self, View},
     schema::{OUTBOX, OUTBOX_SEQ, RECORDS},
 };
-use crate::event::Event;
 
-/// One record waiting to be shipped, as read.
-#[derive(Clone, Debug)]
-pub struct Waiting {
-    /// Its place in the outbox; hand it back to [`Archive::outbox_ack`].
-    pub stamp: u64,
-    pub seq: u64,
-    pub event: Event,
-}
+/// One record waiting to be shipped, as read: hand `(stamp, seq)` back to
+/// [`Archive::outbox_ack`] once ClickHouse has it.
+pub type Read = (u64, u64);
 
 /// The outbox's length and its oldest change.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,25 +62,23 @@ pub(super) fn forget(txn: &WriteTransaction, seqs: &[u64]) -> Result<usize> {
 }
 
 impl Archive {
-    /// Up to `max` waiting records, oldest change first.
-    pub fn outbox_read(&self, max: usize) -> Result<Vec<Waiting>> {
+    /// Up to `max` waiting records, oldest change first: each is shown to `each` as it is
+    /// stored (its latest version), and the list of what was read is returned.
+    pub fn outbox_read(&self, max: usize, mut each: impl FnMut(&View<'_>)) -> Result<Vec<Read>> {
         let txn = self.db()?.begin_read()?;
         let outbox = txn.open_table(OUTBOX)?;
         let records = txn.open_table(RECORDS)?;
-        let mut out = Vec::new();
+        let mut read = Vec::new();
         for row in outbox.iter()?.take(max) {
             let (stamp, seq) = row?;
             let (stamp, seq) = (stamp.value(), seq.value());
             // Deleted records leave the outbox in the same transaction; a miss is skipped.
             if let Some(bytes) = records.get(seq)? {
-                out.push(Waiting {
-                    stamp,
-                    seq,
-                    event: record::decode(bytes.value())?,
-                });
+                each(&record::view(bytes.value())?);
+                read.push((stamp, seq));
             }
         }
-        Ok(out)
+        Ok(read)
     }
 
     /// ClickHouse has the records read as `shipped` (stamp, seq): removes those that did not
@@ -157,11 +150,13 @@ mod tests {
         let at = write(&a, 0, 1, None);
         write(&a, 1, 1, None);
         write(&a, 0, 5, at);
-        let waiting = a.outbox_read(10).expect("read");
-        let got: Vec<(u64, u64)> = waiting.iter().map(|w| (w.seq, w.event.count)).collect();
+        let mut got = Vec::new();
+        a.outbox_read(10, |r| got.push((r.uid.to_owned(), r.count)))
+            .expect("read");
+        let got: Vec<(&str, u64)> = got.iter().map(|(u, c)| (u.as_str(), *c)).collect();
         assert_eq!(
             got,
-            vec![(1, 1), (0, 5)],
+            vec![("uid-1", 1), ("uid-0", 5)],
             "in order of change, latest version"
         );
         assert_eq!(a.outbox_stats().expect("stats").rows, 2);
@@ -173,15 +168,13 @@ mod tests {
         let a = archive(&dir);
         let at = write(&a, 0, 1, None);
         write(&a, 1, 1, None);
-        let read = a.outbox_read(10).expect("read");
+        let read = a.outbox_read(10, |_| {}).expect("read");
         write(&a, 0, 2, at);
-        let shipped: Vec<(u64, u64)> = read.iter().map(|w| (w.stamp, w.seq)).collect();
-        a.outbox_ack(&shipped).expect("ack");
-        let left = a.outbox_read(10).expect("read");
-        assert_eq!(left.len(), 1);
-        assert_eq!((left[0].seq, left[0].event.count), (0, 2));
-        let shipped: Vec<(u64, u64)> = left.iter().map(|w| (w.stamp, w.seq)).collect();
-        a.outbox_ack(&shipped).expect("ack");
+        a.outbox_ack(&read).expect("ack");
+        let mut counts = Vec::new();
+        let left = a.outbox_read(10, |r| counts.push(r.count)).expect("read");
+        assert_eq!((left.len(), left[0].1, counts), (1, 0, vec![2]));
+        a.outbox_ack(&left).expect("ack");
         assert_eq!(a.outbox_stats().expect("stats"), OutboxStats::default());
     }
 

@@ -86,10 +86,6 @@ impl<'a> Reader<'a> {
         self.0 = rest;
         std::str::from_utf8(s).map_err(|_| CorruptRecord("string is not UTF-8"))
     }
-
-    fn string(&mut self) -> Result<String, CorruptRecord> {
-        self.str().map(str::to_owned)
-    }
 }
 
 /// The uid and count of a record, without decoding the rest.
@@ -105,52 +101,131 @@ pub fn identity(bytes: &[u8]) -> Result<(&str, u64), CorruptRecord> {
     Ok((r.str()?, count))
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Event, CorruptRecord> {
+/// The first sighting (µs) of a record, without decoding the rest.
+pub fn first_seen_us(bytes: &[u8]) -> Result<u64, CorruptRecord> {
+    let (&version, rest) = bytes.split_first().ok_or(CorruptRecord("empty"))?;
+    if version != VERSION {
+        return Err(CorruptRecord("unknown version"));
+    }
+    Reader(rest).varint()
+}
+
+/// `bytes` (a valid record) with its first sighting set to `us`.
+pub fn with_first_seen(bytes: &[u8], us: u64) -> Result<Vec<u8>, CorruptRecord> {
+    let mut r = Reader(bytes.get(1..).ok_or(CorruptRecord("empty"))?);
+    r.varint()?;
+    let mut out = Vec::with_capacity(bytes.len() + 2);
+    out.push(VERSION);
+    put_varint(&mut out, us);
+    out.extend_from_slice(r.0);
+    Ok(out)
+}
+
+/// A record read in place: its strings borrow the stored bytes, nothing is allocated.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub first_seen_us: u64,
+    pub last_seen_us: u64,
+    pub count: u64,
+    pub uid: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub resource_version: &'a str,
+    pub kind: &'a str,
+    pub object_namespace: &'a str,
+    pub object_name: &'a str,
+    pub object_uid: &'a str,
+    pub api_version: &'a str,
+    pub field_path: &'a str,
+    pub reason: &'a str,
+    pub type_: EventType,
+    pub message: &'a str,
+    pub source: &'a str,
+    pub host: &'a str,
+    pub reporting_instance: &'a str,
+    pub action: &'a str,
+    pub workload_kind: &'a str,
+    pub workload: &'a str,
+}
+
+pub fn view(bytes: &[u8]) -> Result<View<'_>, CorruptRecord> {
     let (&version, rest) = bytes.split_first().ok_or(CorruptRecord("empty"))?;
     if version != VERSION {
         return Err(CorruptRecord("unknown version"));
     }
     let mut r = Reader(rest);
-    let first_seen = from_micros(r.varint()?);
-    let last_seen = from_micros(r.varint()?);
-    let count = r.varint()?;
-    Ok(Event {
-        uid: r.string()?,
-        first_seen,
-        last_seen,
-        count,
-        namespace: r.string()?,
-        name: r.string()?,
-        resource_version: r.string()?,
-        regarding: ObjectRef {
-            kind: r.string()?,
-            namespace: r.string()?,
-            name: r.string()?,
-            uid: r.string()?,
-            api_version: r.string()?,
-            field_path: r.string()?,
-        },
-        reason: r.string()?,
+    let mut view = View {
+        first_seen_us: r.varint()?,
+        last_seen_us: r.varint()?,
+        count: r.varint()?,
+        uid: r.str()?,
+        namespace: r.str()?,
+        name: r.str()?,
+        resource_version: r.str()?,
+        kind: r.str()?,
+        object_namespace: r.str()?,
+        object_name: r.str()?,
+        object_uid: r.str()?,
+        api_version: r.str()?,
+        field_path: r.str()?,
+        reason: r.str()?,
         // Records of earlier versions may hold other types; Kubernetes knows only these two.
         type_: if r.str()? == "Warning" {
             EventType::Warning
         } else {
             EventType::Normal
         },
-        message: r.string()?,
-        source: r.string()?,
-        host: r.string()?,
-        reporting_instance: r.string()?,
-        action: r.string()?,
-        workload: if r.0.is_empty() {
-            Workload::default()
-        } else {
-            Workload {
-                kind: r.string()?,
-                name: r.string()?,
-            }
-        },
-    })
+        message: r.str()?,
+        source: r.str()?,
+        host: r.str()?,
+        reporting_instance: r.str()?,
+        action: r.str()?,
+        workload_kind: "",
+        workload: "",
+    };
+    // Added after the first release: a record that ends before them has none.
+    if !r.0.is_empty() {
+        view.workload_kind = r.str()?;
+        view.workload = r.str()?;
+    }
+    Ok(view)
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Event, CorruptRecord> {
+    Ok(view(bytes)?.to_event())
+}
+
+impl View<'_> {
+    pub fn to_event(&self) -> Event {
+        Event {
+            uid: self.uid.to_owned(),
+            first_seen: from_micros(self.first_seen_us),
+            last_seen: from_micros(self.last_seen_us),
+            count: self.count,
+            namespace: self.namespace.to_owned(),
+            name: self.name.to_owned(),
+            resource_version: self.resource_version.to_owned(),
+            regarding: ObjectRef {
+                kind: self.kind.to_owned(),
+                namespace: self.object_namespace.to_owned(),
+                name: self.object_name.to_owned(),
+                uid: self.object_uid.to_owned(),
+                api_version: self.api_version.to_owned(),
+                field_path: self.field_path.to_owned(),
+            },
+            reason: self.reason.to_owned(),
+            type_: self.type_,
+            message: self.message.to_owned(),
+            source: self.source.to_owned(),
+            host: self.host.to_owned(),
+            reporting_instance: self.reporting_instance.to_owned(),
+            action: self.action.to_owned(),
+            workload: Workload {
+                kind: self.workload_kind.to_owned(),
+                name: self.workload.to_owned(),
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -283,29 +283,37 @@ impl Shipper {
     }
 
     async fn ship_batch(&mut self) -> Result<Progress> {
-        let archive = self.archive.clone();
-        let waiting =
-            tokio::task::spawn_blocking(move || archive.outbox_read(BATCH_ROWS)).await??;
-        if waiting.is_empty() {
-            return Ok(Progress::Idle);
-        }
-        let full = waiting.len() >= BATCH_ROWS;
-        let cluster = &self.client.settings.cluster;
+        let cluster = self.client.settings.cluster.clone();
         // A record first seen before the retention would land in a partition that is, or will
         // be, dropped: it is acknowledged without being sent.
-        let oldest = retention_cutoff(self.client.settings.retention);
-        let mut body = Vec::with_capacity(waiting.len() * 700);
-        for w in waiting.iter().filter(|w| w.event.first_seen >= oldest) {
-            row::Row::of(cluster, &w.event).write_line(&mut body);
+        let oldest = crate::event::micros(retention_cutoff(self.client.settings.retention));
+        let archive = self.archive.clone();
+        let (read, body) = tokio::task::spawn_blocking(move || {
+            let mut body = Vec::new();
+            let read = archive.outbox_read(BATCH_ROWS, |r| {
+                if r.first_seen_us >= oldest {
+                    row::write_row(&cluster, r, &mut body);
+                }
+            })?;
+            Ok::<_, ShipError>((read, body))
+        })
+        .await??;
+        if read.is_empty() {
+            return Ok(Progress::Idle);
         }
+        let full = read.len() >= BATCH_ROWS;
         if !body.is_empty() {
-            let insert = format!("INSERT INTO {} FORMAT JSONEachRow", self.client.table());
+            let insert = format!(
+                "INSERT INTO {} ({}) FORMAT RowBinary",
+                self.client.table(),
+                row::COLUMNS
+            );
             self.client.execute(&insert, body).await?;
         }
-        let shipped: Vec<(u64, u64)> = waiting.iter().map(|w| (w.stamp, w.seq)).collect();
         let archive = self.archive.clone();
-        tokio::task::spawn_blocking(move || archive.outbox_ack(&shipped)).await??;
-        self.metrics.shipped(waiting.len());
+        let shipped = read.len();
+        tokio::task::spawn_blocking(move || archive.outbox_ack(&read)).await??;
+        self.metrics.shipped(shipped);
         Ok(if full { Progress::More } else { Progress::Idle })
     }
 

@@ -1,83 +1,69 @@
-//! One archive record as a ClickHouse row (`JSONEachRow`), and the table's definition. Only
-//! SQL that ClickHouse 18.16 and current releases both accept: no LowCardinality, no TTL, no
-//! DateTime64 (µs times are kept as UInt64 next to the second-precision DateTime columns).
+//! One archive record as a ClickHouse row (`RowBinary`, written straight from the stored
+//! record's bytes), and the table's definition. Only SQL that ClickHouse 18.16 and current
+//! releases both accept: no LowCardinality, no TTL, no DateTime64 (µs times are kept as UInt64
+//! next to the second-precision DateTime columns).
 
-use jiff::Timestamp;
-use serde::Serialize;
+use crate::archive::record::View;
 
-use crate::event::{Event, micros};
+/// The columns [`write_row`] writes, in its order.
+pub const COLUMNS: &str = "cluster, uid, namespace, kind, name, reason, `type`, message, count, \
+     first_seen, last_seen, first_seen_us, last_seen_us, source, host, object_uid, \
+     object_namespace, object_api_version, field_path, reporting_instance, action, event_name, \
+     workload_kind, workload";
 
-/// The row of one record of cluster `cluster`: every field of the API's item, plus `cluster`.
-#[derive(Debug, Serialize)]
-pub struct Row<'a> {
-    pub cluster: &'a str,
-    pub uid: &'a str,
-    pub namespace: &'a str,
-    pub kind: &'a str,
-    pub name: &'a str,
-    pub reason: &'a str,
-    #[serde(rename = "type")]
-    pub type_: &'static str,
-    pub message: &'a str,
-    /// The version: a later count replaces the row with the earlier one.
-    pub count: u64,
-    pub first_seen: String,
-    pub last_seen: String,
-    pub first_seen_us: u64,
-    pub last_seen_us: u64,
-    pub source: &'a str,
-    pub host: &'a str,
-    pub object_uid: &'a str,
-    pub object_namespace: &'a str,
-    pub object_api_version: &'a str,
-    pub field_path: &'a str,
-    pub reporting_instance: &'a str,
-    pub action: &'a str,
-    pub event_name: &'a str,
-    pub workload_kind: &'a str,
-    pub workload: &'a str,
-}
-
-/// ClickHouse's `DateTime` text: `YYYY-MM-DD hh:mm:ss`, here in UTC (the columns are
-/// `DateTime('UTC')`).
-pub fn datetime(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-impl<'a> Row<'a> {
-    pub fn of(cluster: &'a str, e: &'a Event) -> Self {
-        Self {
-            cluster,
-            uid: &e.uid,
-            namespace: &e.namespace,
-            kind: &e.regarding.kind,
-            name: &e.regarding.name,
-            reason: &e.reason,
-            type_: e.type_.as_str(),
-            message: &e.message,
-            count: e.count,
-            first_seen: datetime(e.first_seen),
-            last_seen: datetime(e.last_seen),
-            first_seen_us: micros(e.first_seen),
-            last_seen_us: micros(e.last_seen),
-            source: &e.source,
-            host: &e.host,
-            object_uid: &e.regarding.uid,
-            object_namespace: &e.regarding.namespace,
-            object_api_version: &e.regarding.api_version,
-            field_path: &e.regarding.field_path,
-            reporting_instance: &e.reporting_instance,
-            action: &e.action,
-            event_name: &e.name,
-            workload_kind: &e.workload.kind,
-            workload: &e.workload.name,
-        }
+/// `RowBinary`'s String: the length as an unsigned LEB128, then the bytes.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let mut n = s.len() as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
     }
+    out.push(n as u8);
+    out.extend_from_slice(s.as_bytes());
+}
 
-    /// Appends the row as one line of `JSONEachRow`.
-    pub fn write_line(&self, out: &mut Vec<u8>) {
-        serde_json::to_writer(&mut *out, self).expect("a row of strings and integers serializes");
-        out.push(b'\n');
+/// `RowBinary`'s DateTime: seconds since the epoch as a little-endian UInt32 (a time past 2106
+/// is kept at its end).
+fn put_datetime(out: &mut Vec<u8>, us: u64) {
+    let seconds = u32::try_from(us / 1_000_000).unwrap_or(u32::MAX);
+    out.extend_from_slice(&seconds.to_le_bytes());
+}
+
+/// Appends the row of record `r` of cluster `cluster`, as [`COLUMNS`] lists them: every field
+/// of the API's item, plus `cluster`. Its count is the row's version: a later count replaces
+/// the row with the earlier one.
+pub fn write_row(cluster: &str, r: &View<'_>, out: &mut Vec<u8>) {
+    for s in [
+        cluster,
+        r.uid,
+        r.namespace,
+        r.kind,
+        r.object_name,
+        r.reason,
+        r.type_.as_str(),
+        r.message,
+    ] {
+        put_str(out, s);
+    }
+    out.extend_from_slice(&r.count.to_le_bytes());
+    put_datetime(out, r.first_seen_us);
+    put_datetime(out, r.last_seen_us);
+    out.extend_from_slice(&r.first_seen_us.to_le_bytes());
+    out.extend_from_slice(&r.last_seen_us.to_le_bytes());
+    for s in [
+        r.source,
+        r.host,
+        r.object_uid,
+        r.object_namespace,
+        r.api_version,
+        r.field_path,
+        r.reporting_instance,
+        r.action,
+        r.name,
+        r.workload_kind,
+        r.workload,
+    ] {
+        put_str(out, s);
     }
 }
 
@@ -106,22 +92,68 @@ pub fn create_table(database: &str, table: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::record::tests::sample;
+    use crate::{
+        archive::record::{encode, tests::sample, view},
+        event::micros,
+    };
+
+    /// Reads one String of `RowBinary`.
+    fn take_str<'a>(b: &mut &'a [u8]) -> &'a str {
+        let (mut n, mut shift) = (0usize, 0);
+        loop {
+            let (&byte, rest) = b.split_first().expect("a length");
+            *b = rest;
+            n |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        let (s, rest) = b.split_at(n);
+        *b = rest;
+        std::str::from_utf8(s).expect("utf-8")
+    }
+
+    fn take<const N: usize>(b: &mut &[u8]) -> [u8; N] {
+        let (head, rest) = b.split_at(N);
+        *b = rest;
+        head.try_into().expect("N bytes")
+    }
 
     #[test]
-    fn a_row_is_one_json_line_with_utc_datetimes() {
+    fn a_row_holds_the_columns_in_their_order() {
         let e = sample();
+        let mut stored = Vec::new();
+        encode(&e, &mut stored);
         let mut out = Vec::new();
-        Row::of("prod", &e).write_line(&mut out);
-        let text = String::from_utf8(out).expect("utf-8");
-        assert!(text.ends_with('\n') && text.matches('\n').count() == 1);
-        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-        assert_eq!(v["cluster"], "prod");
-        assert_eq!(v["type"], "Warning");
-        assert_eq!(v["last_seen"], "2026-11-29 10:14:00");
-        assert_eq!(v["last_seen_us"], micros(e.last_seen));
-        assert_eq!(v["count"], 7);
-        assert_eq!(v["workload"], "api");
+        write_row("prod", &view(&stored).expect("view"), &mut out);
+        let mut b = out.as_slice();
+        let strings: Vec<&str> = (0..8).map(|_| take_str(&mut b)).collect();
+        assert_eq!(
+            strings,
+            [
+                "prod",
+                e.uid.as_str(),
+                &e.namespace,
+                &e.regarding.kind,
+                &e.regarding.name,
+                &e.reason,
+                "Warning",
+                &e.message
+            ]
+        );
+        assert_eq!(u64::from_le_bytes(take(&mut b)), 7);
+        let first = u32::from_le_bytes(take(&mut b));
+        let last = u32::from_le_bytes(take(&mut b));
+        assert_eq!(i64::from(last), e.last_seen.as_second());
+        assert_eq!(i64::from(first), e.first_seen.as_second());
+        assert_eq!(u64::from_le_bytes(take(&mut b)), micros(e.first_seen));
+        assert_eq!(u64::from_le_bytes(take(&mut b)), micros(e.last_seen));
+        let rest: Vec<&str> = (0..11).map(|_| take_str(&mut b)).collect();
+        assert_eq!(rest[8], e.name);
+        assert_eq!(rest[10], "api");
+        assert!(b.is_empty(), "nothing after the last column");
+        assert_eq!(COLUMNS.split(',').count(), 24, "one column per value");
     }
 
     #[test]
