@@ -20,6 +20,7 @@ use kube_event_exporter::{
     event::{Event, EventType, MAX_MESSAGE_BYTES, ObjectRef},
     rules::{ArchiveSpec, Rules},
     source::{
+        objects::{KubeObject, Resource},
         replay::{self, DecodeError, JsonSplitter, Piece, Record},
         wire::{self, Shape, WatchItem},
     },
@@ -1127,7 +1128,8 @@ proptest! {
         record::encode(&e, &mut buf);
         let bytes = &buf[1..];
         prop_assert_eq!(record::identity(bytes).unwrap(), (e.uid.as_str(), e.count));
-        prop_assert_eq!(record::decode(bytes).unwrap(), e);
+        prop_assert_eq!(record::decode(bytes).unwrap(), e.clone());
+        prop_assert_eq!(record::view(bytes).unwrap().to_event(), e);
     }
 
     #[test]
@@ -1874,5 +1876,131 @@ proptest! {
             }
         }
         prop_assert_eq!(parsed.decide(&e), want, "{}", text);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Pod decoder, which reads a copy cut down to its fields
+
+/// A Pod as the API server writes it: what the decoder reads, and some of what it skips.
+fn pod() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "api-7f9c5d-x2b4q", "namespace": "shop", "uid": "p1",
+            "resourceVersion": "42", "creationTimestamp": "2026-12-02T10:00:00Z",
+            "annotations": {"deployment.kubernetes.io/revision": "3"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "api-7f9c5d", "uid": "rs1", "controller": true}],
+            "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {"f:x": {}}}}]},
+        "spec": {"nodeName": "node-3", "restartPolicy": "Always",
+                 "containers": [{"name": "api", "image": "api:1", "args": ["-v", "}]\"["]}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "api", "restartCount": 4,
+                "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137,
+                    "finishedAt": "2026-12-02T10:14:00Z"}}}]}
+    })
+}
+
+/// Where noise goes: the Pod, its metadata, spec, status, annotations, first container status.
+fn place(pod: &mut Value, at: usize) -> &mut Map<String, Value> {
+    let v = match at {
+        0 => pod,
+        1 => &mut pod["metadata"],
+        2 => &mut pod["spec"],
+        3 => &mut pod["status"],
+        4 => &mut pod["metadata"]["annotations"],
+        _ => &mut pod["status"]["containerStatuses"][0],
+    };
+    v.as_object_mut().expect("an object")
+}
+
+/// Field names the Pod decoder does not read, at any of those places.
+const SKIPPED: &[&str] = &[
+    "managedFields",
+    "labels",
+    "containers",
+    "conditions",
+    "phase",
+    "image",
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "other",
+];
+
+/// Field names the Pod decoder reads, somewhere.
+const READ: &[&str] = &[
+    "metadata",
+    "spec",
+    "status",
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "ownerReferences",
+    "annotations",
+    "deployment.kubernetes.io/revision",
+    "nodeName",
+    "restartPolicy",
+    "containerStatuses",
+    "initContainerStatuses",
+    "restartCount",
+    "lastState",
+];
+
+fn decode_pod(text: &str) -> Result<KubeObject, String> {
+    Resource::Pods.decode(text).map_err(|e| e.to_string())
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Whatever the skipped fields hold, however the Pod is spelled, it decodes the same.
+    #[test]
+    fn what_a_pod_holds_besides_its_read_fields_changes_nothing(
+        noise in vec((0usize..6, select(SKIPPED), json_value()), 0..6),
+        style in style(),
+        kind in watch_type(),
+    ) {
+        let clean = pod();
+        let want = decode_pod(&clean.to_string()).expect("the clean Pod decodes");
+        let mut noisy = clean;
+        for (at, key, value) in noise {
+            place(&mut noisy, at).insert(key.to_owned(), value);
+        }
+        prop_assert_eq!(decode_pod(&to_json(&noisy, style)), Ok(want.clone()));
+        let line = to_json(&json!({"type": kind, "object": noisy}), style);
+        let item = Resource::Pods.watch_line(line.as_bytes()).expect("the line decodes");
+        let got = match item {
+            WatchItem::Added(o) | WatchItem::Modified(o) | WatchItem::Deleted(o) => o,
+            other => panic!("{kind} decoded as {other:?}"),
+        };
+        prop_assert_eq!(got, want);
+    }
+
+    /// Any value where the decoder reads, or where it skips: it decodes or fails the same
+    /// however it is spelled, and never panics.
+    #[test]
+    fn any_value_in_a_pod_decodes_the_same_however_spelled(
+        at in 0usize..6,
+        key in prop_oneof![select(READ), select(SKIPPED)],
+        value in json_value(),
+        style in style(),
+    ) {
+        let mut pod = pod();
+        place(&mut pod, at).insert(key.to_owned(), value);
+        let compact = decode_pod(&pod.to_string());
+        let spelled = decode_pod(&to_json(&pod, style));
+        prop_assert_eq!(compact.is_ok(), spelled.is_ok(), "{:?} / {:?}", compact, spelled);
+        if let (Ok(a), Ok(b)) = (compact, spelled) {
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn damaged_pods_decode_or_fail(edits in edits(), kind in watch_type()) {
+        let line = json!({"type": kind, "object": pod()}).to_string();
+        let damaged = mutate(line.into_bytes(), &edits);
+        let _ = Resource::Pods.watch_line(&damaged);
+        let _ = Resource::Pods.decode(&String::from_utf8_lossy(&damaged));
     }
 }

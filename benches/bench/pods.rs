@@ -9,7 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use kube_event_exporter::source::objects::Resource;
+use serde_json::{Value, json};
 
 use crate::{
     common::{child_status, mib, process_cpu_seconds, quick},
@@ -60,11 +61,24 @@ pub async fn pods() -> BTreeMap<&'static str, f64> {
         fake.apply("replicasets", replicaset(&ns, &name).build());
     }
     let mut bytes = 0;
+    let mut lines = Vec::new();
     for i in 0..n {
         let p = pod_of(i);
         bytes += p.to_string().len();
+        if lines.len() < 2_000 {
+            lines.push(json!({"type": "MODIFIED", "object": p}).to_string());
+        }
         fake.apply("pods", p);
     }
+    // The floor: the lean decode of such watch lines, in this process.
+    let rounds = 20;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for line in &lines {
+            std::hint::black_box(Resource::Pods.watch_line(line.as_bytes()).expect("a Pod"));
+        }
+    }
+    let decode_us = t.elapsed().as_secs_f64() * 1e6 / (rounds * lines.len()) as f64;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (without, _) = exporter(&fake, dir.path(), &["--no-workloads"]).await;
@@ -132,6 +146,7 @@ pub async fn pods() -> BTreeMap<&'static str, f64> {
     BTreeMap::from([
         ("pods", n as f64),
         ("pod_json_bytes_avg", bytes as f64 / n as f64),
+        ("floor_pod_decode_us", decode_us),
         ("startup_s", startup),
         ("rss_no_workloads_mib", rss_without),
         ("rss_pods_listed_mib", rss_listed),
