@@ -274,15 +274,13 @@ impl Workloads {
         let owner = id
             .owner
             .as_ref()
-            .map(|o| (o.kind.as_str().into(), o.name.as_str().into()));
+            .map(|o| (o.kind.as_str(), o.name.as_str()));
+        // Owned copies only when the owner is new or changed: most updates of an object keep it.
+        let owned = || owner.map(|(kind, name)| (kind.into(), name.into()));
         match self.owners.get_mut(&k) {
             Some(known) => {
-                if known.owner.as_ref().map(|(a, b)| (&**a, &**b))
-                    != owner
-                        .as_ref()
-                        .map(|(a, b): &(Box<str>, Box<str>)| (&**a, &**b))
-                {
-                    known.owner = owner;
+                if known.owner.as_ref().map(|(a, b)| (&**a, &**b)) != owner {
+                    known.owner = owned();
                 }
                 known.deleted = None;
             }
@@ -290,7 +288,7 @@ impl Workloads {
                 self.owners.insert(
                     k,
                     Known {
-                        owner,
+                        owner: owned(),
                         deleted: None,
                     },
                 );
