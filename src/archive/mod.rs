@@ -439,8 +439,9 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
         // A record's first sighting never moves later: an event that carries no first time
         // gets its last occurrence as one, which moves with each update. What was seen first
         // stays (the ClickHouse rows' day partition is keyed by it).
-        let first_seen = record::first_seen_us(bytes)?;
-        if let Some(earlier) = earlier.filter(|&t| t < first_seen) {
+        if let Some(earlier) = earlier
+            && earlier < record::first_seen_us(bytes)?
+        {
             tables
                 .records
                 .insert(seq, record::with_first_seen(bytes, earlier)?.as_slice())?;

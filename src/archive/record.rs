@@ -19,7 +19,9 @@ fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
+/// A string as its length (an unsigned LEB128 varint) and its bytes: also ClickHouse's
+/// `RowBinary` String.
+pub fn put_str(buf: &mut Vec<u8>, s: &str) {
     put_varint(buf, s.len() as u64);
     buf.extend_from_slice(s.as_bytes());
 }
@@ -88,13 +90,18 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The uid and count of a record, without decoding the rest.
-pub fn identity(bytes: &[u8]) -> Result<(&str, u64), CorruptRecord> {
+/// A reader of a record's fields, past its version byte (checked).
+fn fields(bytes: &[u8]) -> Result<Reader<'_>, CorruptRecord> {
     let (&version, rest) = bytes.split_first().ok_or(CorruptRecord("empty"))?;
     if version != VERSION {
         return Err(CorruptRecord("unknown version"));
     }
-    let mut r = Reader(rest);
+    Ok(Reader(rest))
+}
+
+/// The uid and count of a record, without decoding the rest.
+pub fn identity(bytes: &[u8]) -> Result<(&str, u64), CorruptRecord> {
+    let mut r = fields(bytes)?;
     r.varint()?;
     r.varint()?;
     let count = r.varint()?;
@@ -103,16 +110,12 @@ pub fn identity(bytes: &[u8]) -> Result<(&str, u64), CorruptRecord> {
 
 /// The first sighting (µs) of a record, without decoding the rest.
 pub fn first_seen_us(bytes: &[u8]) -> Result<u64, CorruptRecord> {
-    let (&version, rest) = bytes.split_first().ok_or(CorruptRecord("empty"))?;
-    if version != VERSION {
-        return Err(CorruptRecord("unknown version"));
-    }
-    Reader(rest).varint()
+    fields(bytes)?.varint()
 }
 
 /// `bytes` (a valid record) with its first sighting set to `us`.
 pub fn with_first_seen(bytes: &[u8], us: u64) -> Result<Vec<u8>, CorruptRecord> {
-    let mut r = Reader(bytes.get(1..).ok_or(CorruptRecord("empty"))?);
+    let mut r = fields(bytes)?;
     r.varint()?;
     let mut out = Vec::with_capacity(bytes.len() + 2);
     out.push(VERSION);
@@ -149,11 +152,7 @@ pub struct View<'a> {
 }
 
 pub fn view(bytes: &[u8]) -> Result<View<'_>, CorruptRecord> {
-    let (&version, rest) = bytes.split_first().ok_or(CorruptRecord("empty"))?;
-    if version != VERSION {
-        return Err(CorruptRecord("unknown version"));
-    }
-    let mut r = Reader(rest);
+    let mut r = fields(bytes)?;
     let mut view = View {
         first_seen_us: r.varint()?,
         last_seen_us: r.varint()?,

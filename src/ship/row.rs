@@ -3,24 +3,13 @@
 //! releases both accept: no LowCardinality, no TTL, no DateTime64 (µs times are kept as UInt64
 //! next to the second-precision DateTime columns).
 
-use crate::archive::record::View;
+use crate::archive::record::{View, put_str};
 
 /// The columns [`write_row`] writes, in its order.
 pub const COLUMNS: &str = "cluster, uid, namespace, kind, name, reason, `type`, message, count, \
      first_seen, last_seen, first_seen_us, last_seen_us, source, host, object_uid, \
      object_namespace, object_api_version, field_path, reporting_instance, action, event_name, \
      workload_kind, workload";
-
-/// `RowBinary`'s String: the length as an unsigned LEB128, then the bytes.
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let mut n = s.len() as u64;
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    out.extend_from_slice(s.as_bytes());
-}
 
 /// `RowBinary`'s DateTime: seconds since the epoch as a little-endian UInt32 (a time past 2106
 /// is kept at its end).

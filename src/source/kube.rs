@@ -574,7 +574,8 @@ impl WatchStream {
         let mut drain_until = None;
         loop {
             // Lines already received are taken without waiting; only when none is left does the
-            // batch go to the pipeline and the stream wait. A burst is one message, one wake-up.
+            // batch go to the pipeline and the stream wait. A burst is one wake-up, and a message
+            // per [`BATCH`] lines.
             // An object stream that has gathered (see [`OBJECTS_GATHER`]) reads on for a moment:
             // what gathered is in the socket, a read away.
             let gathered = if let Some(read) = stream.read_until(b'\n', &mut line).now_or_never() {
