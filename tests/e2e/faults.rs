@@ -552,7 +552,10 @@ async fn kill_loop(
     let mut given = 0;
     for _ in 0..kills {
         *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        let run_for = Duration::from_millis(200 + (*seed >> 33) % 500);
+        // Kills every 0.3–3 s, as in the reproduction: across the writer's commits
+        // (at least one a second), so a killed process has shown counts its successor reads
+        // again.
+        let run_for = Duration::from_millis(300 + (*seed >> 33) % 2700);
         let mut process =
             Process::start_with_stdin(&["env"], &args, Stdio::piped(), Stdio::null()).await;
         let mut stdin = process.child.stdin.take().expect("stdin");
@@ -649,8 +652,16 @@ async fn a_kill_loop_counts_nothing_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Pseudo-random kill times, fixed so a failure can be replayed.
     let mut seed = 0x9e37_79b9_u64;
-    let seen = kill_loop(&dir.path().join("archive.redb"), 0, 300, 8, 6, &mut seed).await;
+    // 9,000 lines at ~1,000 a second outlast the six processes killed in between.
+    let seen = kill_loop(&dir.path().join("archive.redb"), 0, 300, 30, 6, &mut seed).await;
     let total: f64 = seen.shown.iter().sum();
+    // The loop proves something only if killed processes had shown counts that the next one
+    // was given again.
+    let killed_showing = seen.shown[..seen.shown.len() - 1]
+        .iter()
+        .filter(|&&n| n > 0.0)
+        .count();
+    assert!(killed_showing >= 3, "{seen:?}");
     assert!(
         total <= seen.truth,
         "showed {total} of {}: {seen:?}",
