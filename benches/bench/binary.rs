@@ -13,7 +13,7 @@ use crate::{
     support::{
         Exporter,
         alertmanager::{Alertmanager, Webhook, config},
-        fake_apiserver::{FakeApiServer, new_event},
+        fake_apiserver::{FakeApiServer, NewEvent, new_event},
         objects::{Builder, pod},
     },
 };
@@ -46,11 +46,13 @@ pub fn unlimited(args: &mut Vec<&str>) {
     }
 }
 
-/// A fake API server holding `n` events in 50 namespaces, as a big cluster's would.
+/// A fake API server holding `n` events in 50 namespaces, as a big cluster's would: last
+/// seen over the past hour (the API server keeps Events an hour), about Pods gone since.
 async fn preloaded(n: usize, type_: &str, count: u32) -> FakeApiServer {
     let fake = FakeApiServer::start().await;
-    fake.preload((0..n).map(|i| {
-        new_event(
+    fake.preload((0..n).map(|i| NewEvent {
+        age: Duration::from_secs((i % 3600) as u64),
+        ..new_event(
             &format!("ns-{}", i % 50),
             "Pod",
             &format!("p-{i}"),

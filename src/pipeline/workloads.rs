@@ -4,7 +4,10 @@
 //! (its owner with `controller: true`) and nothing else, so an event's workload is found by
 //! following owners upwards, in memory, never with a request per event. An event about a Pod,
 //! ReplicaSet or Job that is not known yet waits until its watch has listed, and then up to
-//! [`HOLD`], for it to arrive; then it goes on without a workload.
+//! [`HOLD`], for it to arrive; then it goes on without a workload. An event that last happened
+//! well before the lists ([`LIST_SLACK`]) does not wait: its object existed before the lists,
+//! so it is known, or gone (the Events about a Pod outlive it by an hour, and a start lists
+//! them all).
 //!
 //! From Pods' container statuses and Deployments' progress condition it derives
 //! `ContainerRestarted`, `ContainerOOMKilled` and `RolloutStuck`: derived events whose counts go
@@ -31,6 +34,10 @@ use crate::{
 
 /// How long an event about an object its watch has not delivered yet waits for it.
 pub const HOLD: Duration = Duration::from_millis(500);
+
+/// How long before the lists' end an event must have last happened for its object, had it
+/// still existed, to be in them: the lists' own duration and the clocks' skew.
+const LIST_SLACK: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// How long a deleted object's owner is kept: Events about it live an hour after it.
 const TOMBSTONE: Duration = Duration::from_secs(2 * 3600);
@@ -101,6 +108,8 @@ pub struct Workloads {
     owners: FastMap<u64, Known>,
     /// Per resource: streams that have not listed yet (`None`: not watched or refused).
     listing: [Option<usize>; 4],
+    /// When every watched resource had listed.
+    listed_at: Option<Timestamp>,
     /// Events waiting for their object, by object key.
     held: FastMap<u64, Waiting>,
     held_count: usize,
@@ -137,6 +146,7 @@ impl Workloads {
         Self {
             owners: FastMap::default(),
             listing: [listing; 4],
+            listed_at: None,
             held: FastMap::default(),
             held_count: 0,
             arrivals: BTreeSet::new(),
@@ -182,7 +192,7 @@ impl Workloads {
                 e.workload = w;
                 Some(e)
             }
-            None if self.held_count < MAX_HELD => {
+            None if self.held_count < MAX_HELD && !self.listed_after(&e) => {
                 // Until its resource has listed, an event waits for the list; then HOLD more.
                 let listed = watched(&r.kind).is_some_and(|res| self.listing[slot(res)] == Some(0));
                 if listed {
@@ -201,8 +211,18 @@ impl Workloads {
                 self.held_count += 1;
                 None
             }
-            None => Some(e),
+            None => {
+                e.workload = self.resolve_known(ns, &r.kind, &r.name);
+                Some(e)
+            }
         }
+    }
+
+    /// Whether every watched resource listed well after `e` last happened: its objects were
+    /// in the lists unless they are gone, so waiting brings nothing.
+    fn listed_after(&self, e: &Event) -> bool {
+        self.listed_at
+            .is_some_and(|at| e.last_seen < at.saturating_sub(LIST_SLACK).unwrap_or(at))
     }
 
     /// The workload of an object; `None` when an object of the chain is one a watch should
@@ -345,6 +365,9 @@ impl Workloads {
             if *left > 0 {
                 return Vec::new();
             }
+        }
+        if self.listed_at.is_none() && self.listing.iter().all(|l| l.is_none_or(|n| n == 0)) {
+            self.listed_at = Some(Timestamp::now());
         }
         let waiting: Vec<u64> = self.held.keys().copied().collect();
         let mut released = Vec::new();
@@ -666,6 +689,7 @@ mod tests {
         e.regarding.name = name.into();
         e.regarding.namespace = "shop".into();
         e.workload = Workload::default();
+        e.last_seen = Timestamp::now();
         Box::new(e)
     }
 
@@ -737,6 +761,35 @@ mod tests {
         let late = w.expired(t0 + HOLD);
         assert_eq!(late.len(), 1);
         assert_eq!(w.held(), 0);
+    }
+
+    /// A start lists the last hour's Events, most of them about Pods long gone: those do not
+    /// wait (each would hold its memory for nothing); a recent one may be about a Pod the lists
+    /// just missed, and waits.
+    #[test]
+    fn an_event_from_before_the_lists_does_not_wait_for_its_pod() {
+        let mut w = Workloads::new(1, false);
+        listed_all(&mut w);
+        let t0 = Instant::now();
+        let mut old = event("Pod", "gone-1");
+        old.last_seen = Timestamp::now() - LIST_SLACK * 2;
+        let old = w.attribute(old, t0).expect("not held");
+        assert!(!old.workload.is_known());
+        let mut recent = event("Pod", "new-1");
+        recent.last_seen = Timestamp::now() - LIST_SLACK / 2;
+        assert!(w.attribute(recent, t0).is_none(), "held");
+        // Its Pod known: the same old event is attributed at once.
+        w.applied(&owned("Pod", "shop", "gone-1", Some(("ReplicaSet", "rs"))));
+        w.applied(&owned(
+            "ReplicaSet",
+            "shop",
+            "rs",
+            Some(("Deployment", "d")),
+        ));
+        let mut old = event("Pod", "gone-1");
+        old.last_seen = Timestamp::now() - LIST_SLACK * 2;
+        let old = w.attribute(old, t0).expect("not held");
+        assert_eq!(old.workload.name, "d");
     }
 
     /// A restart resumes after the last checkpoint: one must not pass an event still waiting.
