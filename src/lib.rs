@@ -34,6 +34,7 @@
 //! util                        backoff, stable hashing, units, joined-key maps
 //! ```
 
+#![forbid(unsafe_code)]
 // Counter samples in tests are integers, exact in f64: comparing them exactly is right.
 #![cfg_attr(test, allow(clippy::float_cmp))]
 

