@@ -364,6 +364,70 @@ fn an_update_never_moves_the_first_sighting_later() {
     );
 }
 
+/// A repeat that moves only the count, the last occurrence and the resourceVersion writes
+/// those apart from the record (the record's bytes stay as written); every reader sees the
+/// repeat, and a change of anything else rewrites the record.
+#[test]
+fn a_repeat_writes_its_occurrence_apart_and_every_reader_sees_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a.redb");
+    let archive = Archive::open(&path)
+        .expect("open")
+        .with_outbox(true)
+        .expect("outbox");
+    let t = base();
+    let mut e = event(5, t);
+    commit_all(&archive, std::slice::from_ref(&e));
+    let stored_bytes = |path: &std::path::Path| {
+        let records: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("records");
+        let db = redb::Database::open(path).expect("open");
+        let txn = redb::ReadableDatabase::begin_read(&db).expect("txn");
+        let table = txn.open_table(records).expect("records");
+        table.get(5).expect("get").expect("record").value().to_vec()
+    };
+    drop(archive);
+    let written = stored_bytes(&path);
+
+    let archive = Archive::open(&path)
+        .expect("open")
+        .with_outbox(true)
+        .expect("outbox");
+    let later = t + Duration::from_secs(90);
+    (e.count, e.last_seen, e.resource_version) = (9, later, "777".into());
+    commit_updates(&archive, std::slice::from_ref(&e), |_| Some(t));
+    assert_eq!(archive.get(5).expect("get"), Some(e.clone()));
+    let page = archive.query(&query(&[])).expect("query");
+    assert_eq!(page.items, [e.clone()]);
+    assert_eq!(archive.recent(0, 10).expect("recent"), [e.clone()]);
+    let restored = archive.restore(0).expect("restore");
+    assert_eq!(restored.ledger.len(), 1);
+    assert_eq!(restored.ledger[0].1.count, 9);
+    let mut shipped = Vec::new();
+    archive
+        .outbox_read(10, |v| shipped.push((v.count, v.last_seen_us)))
+        .expect("outbox");
+    assert_eq!(shipped, [(9, micros(later))]);
+    drop(archive);
+    assert_eq!(
+        stored_bytes(&path),
+        written,
+        "the record itself was not rewritten"
+    );
+
+    // A new message is a new record, which carries its own occurrence from then on.
+    let archive = Archive::open(&path).expect("open");
+    e.message = "something else".into();
+    commit_updates(&archive, std::slice::from_ref(&e), |_| Some(later));
+    assert_eq!(archive.get(5).expect("get"), Some(e.clone()));
+    (e.count, e.last_seen) = (10, later + Duration::from_secs(1));
+    commit_updates(&archive, std::slice::from_ref(&e), |_| Some(later));
+    assert_eq!(archive.get(5).expect("get"), Some(e.clone()));
+    // Retention takes both.
+    archive.delete_older_than(u64::MAX, 10).expect("delete");
+    assert_eq!(archive.get(5).expect("get"), None);
+    assert_eq!(archive.record_count().expect("count"), 0);
+}
+
 #[test]
 fn the_ledger_comes_back_from_the_records_and_the_ledger_table() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -440,6 +504,50 @@ fn an_archive_of_another_layout_is_refused_and_left_alone() {
         table.get("next_seq").expect("get").map(|v| v.value()),
         Some(7)
     );
+    // The layout before occurrences were kept apart opens as it is and is marked current, so
+    // that an older exporter refuses it from then on.
+    let previous = dir.path().join("previous.redb");
+    let records: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("records");
+    {
+        let archive = Archive::open(&previous).expect("open");
+        commit_all(&archive, &[event(1, base())]);
+    }
+    let set_schema = |path: &std::path::Path, version: u64| {
+        let db = redb::Database::open(path).expect("open");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(meta)
+            .expect("meta")
+            .insert("schema", version)
+            .expect("insert");
+        // Version 2 had no occurrence table.
+        txn.delete_table(redb::TableDefinition::<u64, (u64, u64, &str)>::new(
+            "occurrences",
+        ))
+        .expect("delete");
+        txn.commit().expect("commit");
+    };
+    set_schema(&previous, 2);
+    let archive = Archive::open(&previous).expect("layout 2 opens");
+    assert_eq!(archive.get(1).expect("get"), Some(event(1, base())));
+    drop(archive);
+    let db = redb::Database::open(&previous).expect("open");
+    let txn = redb::ReadableDatabase::begin_read(&db).expect("txn");
+    assert_eq!(
+        txn.open_table(meta)
+            .expect("meta")
+            .get("schema")
+            .expect("get")
+            .map(|v| v.value()),
+        Some(3)
+    );
+    let records = txn.open_table(records).expect("records");
+    assert_eq!(redb::ReadableTableMetadata::len(&records).expect("len"), 1);
+    drop(records);
+    drop((txn, db));
+    set_schema(&previous, 4);
+    let err = Archive::open(&previous).err().expect("refused").to_string();
+    assert!(err.contains("layout version 4"), "{err}");
+
     // A current archive reopens.
     let current = dir.path().join("new.redb");
     commit_all(&Archive::open(&current).expect("open"), &[event(1, base())]);

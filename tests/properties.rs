@@ -1127,9 +1127,39 @@ proptest! {
         let mut buf = vec![0xAB];
         record::encode(&e, &mut buf);
         let bytes = &buf[1..];
-        prop_assert_eq!(record::identity(bytes).unwrap(), (e.uid.as_str(), e.count));
         prop_assert_eq!(record::decode(bytes).unwrap(), e.clone());
         prop_assert_eq!(record::view(bytes).unwrap().to_event(), e);
+    }
+
+    /// A later version of a record is an occurrence exactly when nothing but the count, the
+    /// last occurrence and the resourceVersion moved (and the first sighting not earlier), and
+    /// the stored record with that occurrence over it is the later version.
+    #[test]
+    fn a_later_version_is_an_occurrence_exactly_when_only_that_moved(
+        old in any_event(),
+        other in any_event(),
+        new_message in any::<bool>(),
+    ) {
+        let mut new = old.clone();
+        (new.count, new.last_seen, new.resource_version) =
+            (other.count, other.last_seen, other.resource_version.clone());
+        new.first_seen = other.first_seen;
+        if new_message {
+            new.message = other.message.clone();
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        record::encode(&old, &mut a);
+        record::encode(&new, &mut b);
+        let only_occurrence = new.message == old.message && new.first_seen >= old.first_seen;
+        match record::update_of(&a, &b).unwrap() {
+            Some(o) => {
+                prop_assert!(only_occurrence);
+                let mut shown = record::view(&a).unwrap().with(o).to_event();
+                shown.first_seen = new.first_seen;
+                prop_assert_eq!(shown, new);
+            }
+            None => prop_assert!(!only_occurrence),
+        }
     }
 
     #[test]
@@ -1145,11 +1175,17 @@ proptest! {
     }
 }
 
-/// Decodes without panicking; where the whole record decodes, its identity agrees.
+/// Decodes without panicking; where the whole record decodes, it is an update of itself with
+/// its own occurrence.
 fn check_record_bytes(bytes: &[u8]) -> Result<(), TestCaseError> {
-    let identity = record::identity(bytes);
-    if let Ok(e) = record::decode(bytes) {
-        prop_assert_eq!(identity.unwrap(), (e.uid.as_str(), e.count));
+    let update = record::update_of(bytes, bytes);
+    if let Ok(v) = record::view(bytes) {
+        let o = update.unwrap().expect("a record is an update of itself");
+        prop_assert_eq!(
+            (o.count, o.last_seen_us, o.resource_version),
+            (v.count, v.last_seen_us, v.resource_version)
+        );
+        prop_assert_eq!(record::decode(bytes).unwrap(), v.to_event());
     }
     Ok(())
 }

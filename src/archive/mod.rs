@@ -22,9 +22,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Wri
 pub use batch::Batch;
 
 use crate::event::{Event, uid_key};
+use record::{Occurrence, View};
 use schema::{
-    BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, IndexKeys, LEDGER, META, OUTBOX,
-    OUTBOX_SEQ, RECORDS, SCHEMA_VERSION,
+    BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, IndexKeys, LEDGER, META, OCCURRENCES,
+    OUTBOX, OUTBOX_SEQ, RECORDS, SCHEMA_VERSION, UPGRADABLE,
 };
 
 /// Why an archive operation failed. All are internal failures (a 5xx, an error metric).
@@ -218,12 +219,13 @@ impl Archive {
         }
         let mut ledger = Vec::new();
         let records = txn.open_table(RECORDS)?;
+        let occurrences = txn.open_table(OCCURRENCES)?;
         for row in txn.open_table(BY_TIME)?.range((since_us, 0)..)? {
             let (t, seq) = row?.0.value();
-            if let Some(bytes) = records.get(seq)? {
-                let (uid, count) = record::identity(bytes.value())?;
+            let found = read_record(&records, &occurrences, seq, |v| (uid_key(v.uid), v.count))?;
+            if let Some((key, count)) = found {
                 let mut entry = LedgerEntry {
-                    key: uid_key(uid),
+                    key,
                     count,
                     touched: t / 1_000_000,
                     archived: Some(t),
@@ -296,12 +298,11 @@ impl Archive {
         let txn = self.db()?.begin_read()?;
         let by_time = txn.open_table(BY_TIME)?;
         let records = txn.open_table(RECORDS)?;
+        let occurrences = txn.open_table(OCCURRENCES)?;
         let mut out = Vec::new();
         for row in by_time.range((since_us, 0u64)..)?.take(max) {
             let (_, seq) = row?.0.value();
-            if let Some(bytes) = records.get(seq)? {
-                out.push(record::decode(bytes.value())?);
-            }
+            out.extend(read_record(&records, &occurrences, seq, |v| v.to_event())?);
         }
         Ok(out)
     }
@@ -328,17 +329,39 @@ impl Archive {
     pub fn get(&self, seq: u64) -> Result<Option<Event>> {
         let txn = self.db()?.begin_read()?;
         let records = txn.open_table(RECORDS)?;
-        let found = records.get(seq)?;
-        Ok(match found {
-            Some(bytes) => Some(record::decode(bytes.value())?),
-            None => None,
-        })
+        let occurrences = txn.open_table(OCCURRENCES)?;
+        read_record(&records, &occurrences, seq, |v| v.to_event())
     }
+}
+
+/// Record `seq` as it is now, shown to `f` in place: the stored record, with the later
+/// occurrence in [`OCCURRENCES`], if any, standing over its own.
+fn read_record<T>(
+    records: &impl ReadableTable<u64, &'static [u8]>,
+    occurrences: &impl ReadableTable<u64, (u64, u64, &'static str)>,
+    seq: u64,
+    f: impl FnOnce(View<'_>) -> T,
+) -> Result<Option<T>> {
+    let Some(bytes) = records.get(seq)? else {
+        return Ok(None);
+    };
+    let later = occurrences.get(seq)?;
+    let mut view = record::view(bytes.value())?;
+    if let Some(later) = &later {
+        let (last_seen_us, count, resource_version) = later.value();
+        view = view.with(Occurrence {
+            last_seen_us,
+            count,
+            resource_version,
+        });
+    }
+    Ok(Some(f(view)))
 }
 
 /// The record table and its indexes, open in one write transaction.
 struct Tables<'t> {
     records: redb::Table<'t, u64, &'static [u8]>,
+    occurrences: redb::Table<'t, u64, (u64, u64, &'static str)>,
     by_time: redb::Table<'t, (u64, u64), ()>,
     by_ns: redb::Table<'t, (u64, u64, u64), ()>,
     by_object: redb::Table<'t, (u64, u64, u64), ()>,
@@ -349,6 +372,7 @@ impl<'t> Tables<'t> {
     fn open(txn: &'t WriteTransaction) -> Result<Self> {
         Ok(Self {
             records: txn.open_table(RECORDS)?,
+            occurrences: txn.open_table(OCCURRENCES)?,
             by_time: txn.open_table(BY_TIME)?,
             by_ns: txn.open_table(BY_NAMESPACE)?,
             by_object: txn.open_table(BY_OBJECT)?,
@@ -367,8 +391,38 @@ impl<'t> Tables<'t> {
     }
 
     fn stored(&self, seq: u64) -> Result<Option<Event>> {
-        let bytes = self.records.get(seq)?;
-        Ok(bytes.map(|b| record::decode(b.value())).transpose()?)
+        read_record(&self.records, &self.occurrences, seq, |v| v.to_event())
+    }
+
+    /// Writes `bytes` as record `seq`. An `update` that moves only the record's
+    /// [`Occurrence`] writes that, apart; anything else rewrites the record.
+    fn put_record(&mut self, seq: u64, update: bool, bytes: &[u8]) -> Result<()> {
+        if update
+            && let Some(old) = self.records.get(seq)?
+            && let Some(o) = record::update_of(old.value(), bytes)?
+        {
+            drop(old);
+            let value = (o.last_seen_us, o.count, o.resource_version);
+            self.occurrences.insert(seq, value)?;
+            return Ok(());
+        }
+        let earlier = self
+            .records
+            .insert(seq, bytes)?
+            .map(|old| record::first_seen_us(old.value()))
+            .transpose()?;
+        if let Some(earlier) = earlier {
+            // The new record carries its occurrence.
+            self.occurrences.remove(seq)?;
+            // A record's first sighting never moves later: an event that carries no first
+            // time gets its last occurrence as one, which moves with each update. What was
+            // seen first stays (the ClickHouse rows' day partition is keyed by it).
+            if earlier < record::first_seen_us(bytes)? {
+                let kept = record::with_first_seen(bytes, earlier)?;
+                self.records.insert(seq, kept.as_slice())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -433,21 +487,7 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
         if let Some(t) = write.replaces.filter(|_| moved) {
             removes.push(seq, &write.keys, t);
         }
-        let earlier = tables
-            .records
-            .insert(seq, bytes)?
-            .map(|old| record::first_seen_us(old.value()))
-            .transpose()?;
-        // A record's first sighting never moves later: an event that carries no first time
-        // gets its last occurrence as one, which moves with each update. What was seen first
-        // stays (the ClickHouse rows' day partition is keyed by it).
-        if let Some(earlier) = earlier
-            && earlier < record::first_seen_us(bytes)?
-        {
-            tables
-                .records
-                .insert(seq, record::with_first_seen(bytes, earlier)?.as_slice())?;
-        }
+        tables.put_record(seq, write.replaces.is_some(), bytes)?;
         if moved {
             inserts.push(seq, &write.keys, write.keys.last_seen);
         }
@@ -487,6 +527,7 @@ fn delete_records(txn: &WriteTransaction, seqs: &[u64]) -> Result<()> {
             let keys = IndexKeys::of(&old);
             tables.unindex_at(seq, &keys, keys.last_seen)?;
             tables.records.remove(seq)?;
+            tables.occurrences.remove(seq)?;
         }
     }
     Ok(())
@@ -539,7 +580,7 @@ fn open_db(path: &Path, on_corruption: OnCorruption) -> Result<Database> {
         let found = found.or_else(|| meta.get("next_seq").ok().flatten().map(|_| 1));
         match found {
             Some(SCHEMA_VERSION) => {}
-            None => {
+            None | Some(UPGRADABLE) => {
                 meta.insert("schema", SCHEMA_VERSION)?;
             }
             Some(found) => {
@@ -551,6 +592,7 @@ fn open_db(path: &Path, on_corruption: OnCorruption) -> Result<Database> {
         }
     }
     txn.open_table(RECORDS)?;
+    txn.open_table(OCCURRENCES)?;
     txn.open_table(BY_TIME)?;
     txn.open_table(BY_NAMESPACE)?;
     txn.open_table(BY_OBJECT)?;

@@ -12,9 +12,9 @@
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::{
-    Archive, Result,
-    record::{self, View},
-    schema::{OUTBOX, OUTBOX_SEQ, RECORDS},
+    Archive, Result, read_record,
+    record::View,
+    schema::{OCCURRENCES, OUTBOX, OUTBOX_SEQ, RECORDS},
 };
 
 /// One record waiting to be shipped, as read: hand `(stamp, seq)` back to
@@ -68,13 +68,13 @@ impl Archive {
         let txn = self.db()?.begin_read()?;
         let outbox = txn.open_table(OUTBOX)?;
         let records = txn.open_table(RECORDS)?;
+        let occurrences = txn.open_table(OCCURRENCES)?;
         let mut read = Vec::new();
         for row in outbox.iter()?.take(max) {
             let (stamp, seq) = row?;
             let (stamp, seq) = (stamp.value(), seq.value());
             // Deleted records leave the outbox in the same transaction; a miss is skipped.
-            if let Some(bytes) = records.get(seq)? {
-                each(&record::view(bytes.value())?);
+            if read_record(&records, &occurrences, seq, |v| each(&v))?.is_some() {
                 read.push((stamp, seq));
             }
         }

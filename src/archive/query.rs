@@ -8,8 +8,10 @@ use jiff::Timestamp;
 use redb::ReadableDatabase;
 
 use super::{
-    Archive, Result, record,
-    schema::{BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, RECORDS, name_key, object_key},
+    Archive, Result, read_record, record,
+    schema::{
+        BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, OCCURRENCES, RECORDS, name_key, object_key,
+    },
 };
 use crate::{
     event::{Event, EventType, micros},
@@ -270,6 +272,7 @@ impl Archive {
     pub fn query(&self, q: &Query) -> Result<Page> {
         let txn = self.db()?.begin_read()?;
         let records = txn.open_table(RECORDS)?;
+        let occurrences = txn.open_table(OCCURRENCES)?;
         let since = q.since.unwrap_or(0);
         let (top, top_seq) = upper(q);
         if q.cursor.is_some_and(|c| (c.last_seen, c.seq) == (0, 0)) || top < since {
@@ -329,10 +332,9 @@ impl Archive {
                 });
                 break;
             }
-            let Some(bytes) = records.get(seq)? else {
+            let Some(event) = read_record(&records, &occurrences, seq, |v| v.to_event())? else {
                 continue;
             };
-            let event = record::decode(bytes.value())?;
             if !q.matches(&event) {
                 continue;
             }

@@ -99,15 +99,6 @@ fn fields(bytes: &[u8]) -> Result<Reader<'_>, CorruptRecord> {
     Ok(Reader(rest))
 }
 
-/// The uid and count of a record, without decoding the rest.
-pub fn identity(bytes: &[u8]) -> Result<(&str, u64), CorruptRecord> {
-    let mut r = fields(bytes)?;
-    r.varint()?;
-    r.varint()?;
-    let count = r.varint()?;
-    Ok((r.str()?, count))
-}
-
 /// The first sighting (µs) of a record, without decoding the rest.
 pub fn first_seen_us(bytes: &[u8]) -> Result<u64, CorruptRecord> {
     fields(bytes)?.varint()
@@ -122,6 +113,61 @@ pub fn with_first_seen(bytes: &[u8], us: u64) -> Result<Vec<u8>, CorruptRecord> 
     put_varint(&mut out, us);
     out.extend_from_slice(r.0);
     Ok(out)
+}
+
+/// What a repeat of an event changes in its record: the last occurrence, the count and the
+/// object's resourceVersion. The archive stores an update that changes nothing else apart from
+/// the record ([`super::schema::OCCURRENCES`]), a few bytes instead of the whole record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Occurrence<'a> {
+    pub last_seen_us: u64,
+    pub count: u64,
+    pub resource_version: &'a str,
+}
+
+/// A record cut around what an update may change: its first sighting, its [`Occurrence`], and
+/// the bytes of everything else (before and after the resourceVersion).
+struct Parts<'a> {
+    first_seen_us: u64,
+    occurrence: Occurrence<'a>,
+    before: &'a [u8],
+    after: &'a [u8],
+}
+
+fn parts(bytes: &[u8]) -> Result<Parts<'_>, CorruptRecord> {
+    let mut r = fields(bytes)?;
+    let first_seen_us = r.varint()?;
+    let last_seen_us = r.varint()?;
+    let count = r.varint()?;
+    let rest = r.0;
+    // uid, namespace and name come before the resourceVersion.
+    for _ in 0..3 {
+        r.str()?;
+    }
+    let before = &rest[..rest.len() - r.0.len()];
+    let resource_version = r.str()?;
+    Ok(Parts {
+        first_seen_us,
+        occurrence: Occurrence {
+            last_seen_us,
+            count,
+            resource_version,
+        },
+        before,
+        after: r.0,
+    })
+}
+
+/// `new`'s occurrence when `new`, a later version of the record `old`, differs from it only
+/// there: the rest of `old` stands. A later first sighting does not count as a difference (an
+/// event without a first time gets its last occurrence as one, and the archive keeps what was
+/// seen first); an earlier one does.
+pub fn update_of<'a>(old: &[u8], new: &'a [u8]) -> Result<Option<Occurrence<'a>>, CorruptRecord> {
+    let (old, new) = (parts(old)?, parts(new)?);
+    let same = old.before == new.before
+        && old.after == new.after
+        && new.first_seen_us >= old.first_seen_us;
+    Ok(same.then_some(new.occurrence))
 }
 
 /// A record read in place: its strings borrow the stored bytes, nothing is allocated.
@@ -194,7 +240,16 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CorruptRecord> {
     Ok(view(bytes)?.to_event())
 }
 
-impl View<'_> {
+impl<'a> View<'a> {
+    /// The record as it is after a later [`Occurrence`].
+    #[must_use]
+    pub fn with(mut self, o: Occurrence<'a>) -> Self {
+        self.last_seen_us = o.last_seen_us;
+        self.count = o.count;
+        self.resource_version = o.resource_version;
+        self
+    }
+
     pub fn to_event(&self) -> Event {
         Event {
             uid: self.uid.to_owned(),
@@ -281,12 +336,50 @@ pub(crate) mod tests {
         let mut buf = Vec::new();
         encode(&e, &mut buf);
         assert_eq!(decode(&buf).unwrap(), e);
-        assert_eq!(identity(&buf).unwrap(), (e.uid.as_str(), e.count));
         assert!(
             buf.len() < 300,
             "typical record is compact: {} bytes",
             buf.len()
         );
+    }
+
+    #[test]
+    fn an_update_that_moves_only_the_occurrence_is_told_apart() {
+        let old = sample();
+        let bytes = |e: &Event| {
+            let mut buf = Vec::new();
+            encode(e, &mut buf);
+            buf
+        };
+        let stored = bytes(&old);
+        let mut repeat = old.clone();
+        repeat.count = 8;
+        repeat.last_seen = "2026-11-29T10:15:00Z".parse().unwrap();
+        repeat.resource_version = "41999".into();
+        // A first time taken from the last occurrence moves later: the stored one stands.
+        repeat.first_seen = repeat.last_seen;
+        let new = bytes(&repeat);
+        let o = update_of(&stored, &new)
+            .unwrap()
+            .expect("only the occurrence moved");
+        assert_eq!((o.count, o.resource_version), (8, "41999"));
+        let shown = view(&stored).unwrap().with(o).to_event();
+        assert_eq!(shown.count, 8);
+        assert_eq!(shown.last_seen, repeat.last_seen);
+        assert_eq!(shown.resource_version, "41999");
+        assert_eq!(shown.first_seen, old.first_seen);
+
+        // Anything else that changed is a new record.
+        let mut earlier = repeat.clone();
+        earlier.first_seen = "2026-11-29T09:00:00Z".parse().unwrap();
+        let mut message = repeat.clone();
+        message.message = "Back-off restarting failed container api (again)".into();
+        let mut workload = repeat.clone();
+        workload.workload = Workload::default();
+        for changed in [earlier, message, workload] {
+            assert_eq!(update_of(&stored, &bytes(&changed)).unwrap(), None);
+        }
+        assert!(update_of(&stored[..10], &new).is_err());
     }
 
     #[test]
