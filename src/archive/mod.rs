@@ -24,8 +24,9 @@ pub use batch::Batch;
 use crate::event::{Event, uid_key};
 use record::{Occurrence, View};
 use schema::{
-    BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, CHECKPOINTS, IndexKeys, LEDGER, META, OCCURRENCES,
-    OUTBOX, OUTBOX_SEQ, RECORDS, SCHEMA_VERSION, UPGRADABLE,
+    BY_NAMESPACE, BY_OBJECT, BY_OBJECT_RECENT, BY_REASON, BY_TIME, CHECKPOINTS, IndexKeys, LEDGER,
+    META, OBJECT_RECENT_ROWS, OBJECT_SLICES, OCCURRENCES, OUTBOX, OUTBOX_SEQ, RECORDS,
+    SCHEMA_VERSION, UPGRADABLE,
 };
 
 /// Why an archive operation failed. All are internal failures (a 5xx, an error metric).
@@ -365,6 +366,7 @@ struct Tables<'t> {
     by_time: redb::Table<'t, (u64, u64), ()>,
     by_ns: redb::Table<'t, (u64, u64, u64), ()>,
     by_object: redb::Table<'t, (u64, u64, u64), ()>,
+    by_object_recent: redb::Table<'t, (u64, u64, u64), ()>,
     by_reason: redb::Table<'t, (u64, u64, u64), ()>,
 }
 
@@ -376,6 +378,7 @@ impl<'t> Tables<'t> {
             by_time: txn.open_table(BY_TIME)?,
             by_ns: txn.open_table(BY_NAMESPACE)?,
             by_object: txn.open_table(BY_OBJECT)?,
+            by_object_recent: txn.open_table(BY_OBJECT_RECENT)?,
             by_reason: txn.open_table(BY_REASON)?,
         })
     }
@@ -385,8 +388,42 @@ impl<'t> Tables<'t> {
     fn unindex_at(&mut self, seq: u64, k: &IndexKeys, t: u64) -> Result<()> {
         self.by_time.remove((t, seq))?;
         self.by_ns.remove((k.namespace, t, seq))?;
-        self.by_object.remove((k.object, t, seq))?;
+        self.remove_object_rows(vec![(k.object, t, seq)])?;
         self.by_reason.remove((k.reason, t, seq))?;
+        Ok(())
+    }
+
+    /// Removes object index rows, each from the table that has it.
+    fn remove_object_rows(&mut self, mut rows: Vec<(u64, u64, u64)>) -> Result<()> {
+        rows.sort_unstable();
+        for row in rows {
+            if self.by_object_recent.remove(row)?.is_none() {
+                self.by_object.remove(row)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the next slice of [`BY_OBJECT_RECENT`] into [`BY_OBJECT`] once it holds more than
+    /// [`OBJECT_RECENT_ROWS`] rows: the rows of one slice of the hashes, in key order.
+    fn settle_object_rows(&mut self, meta: &mut redb::Table<'_, &'static str, u64>) -> Result<()> {
+        if self.by_object_recent.len()? <= OBJECT_RECENT_ROWS {
+            return Ok(());
+        }
+        let slice = meta.get("object_slice")?.map_or(0, |v| v.value()) % OBJECT_SLICES;
+        let width = u64::MAX / OBJECT_SLICES + 1;
+        let low = (slice * width, 0, 0);
+        let high = (slice * width + (width - 1), u64::MAX, u64::MAX);
+        let rows = self
+            .by_object_recent
+            .range(low..=high)?
+            .map(|row| Ok(row?.0.value()))
+            .collect::<Result<Vec<_>>>()?;
+        self.by_object_recent.retain_in(low..=high, |_, ()| false)?;
+        for row in rows {
+            self.by_object.insert(row, ())?;
+        }
+        meta.insert("object_slice", (slice + 1) % OBJECT_SLICES)?;
         Ok(())
     }
 
@@ -451,7 +488,8 @@ impl Tables<'_> {
     fn reindex(&mut self, removes: IndexEntries, inserts: IndexEntries) -> Result<()> {
         apply_sorted(&mut self.by_time, removes.time, inserts.time)?;
         apply_sorted(&mut self.by_ns, removes.ns, inserts.ns)?;
-        apply_sorted(&mut self.by_object, removes.object, inserts.object)?;
+        self.remove_object_rows(removes.object)?;
+        apply_sorted(&mut self.by_object_recent, Vec::new(), inserts.object)?;
         apply_sorted(&mut self.by_reason, removes.reason, inserts.reason)
     }
 }
@@ -493,6 +531,8 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
         }
     }
     tables.reindex(removes, inserts)?;
+    let mut meta = txn.open_table(META)?;
+    tables.settle_object_rows(&mut meta)?;
     let mut ledger = txn.open_table(LEDGER)?;
     for (seq, e) in &batch.ledger {
         ledger.insert(
@@ -512,7 +552,6 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<usize> {
     for (stream, rv) in &batch.checkpoints {
         checkpoints.insert(stream.as_str(), rv.as_str())?;
     }
-    let mut meta = txn.open_table(META)?;
     let stored_next = meta.get("next_seq")?.map_or(0, |v| v.value());
     if batch.next_seq > stored_next {
         meta.insert("next_seq", batch.next_seq)?;
@@ -596,6 +635,7 @@ fn open_db(path: &Path, on_corruption: OnCorruption) -> Result<Database> {
     txn.open_table(BY_TIME)?;
     txn.open_table(BY_NAMESPACE)?;
     txn.open_table(BY_OBJECT)?;
+    txn.open_table(BY_OBJECT_RECENT)?;
     txn.open_table(BY_REASON)?;
     txn.open_table(LEDGER)?;
     txn.open_table(CHECKPOINTS)?;

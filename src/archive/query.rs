@@ -10,7 +10,8 @@ use redb::ReadableDatabase;
 use super::{
     Archive, Result, read_record, record,
     schema::{
-        BY_NAMESPACE, BY_OBJECT, BY_REASON, BY_TIME, OCCURRENCES, RECORDS, name_key, object_key,
+        BY_NAMESPACE, BY_OBJECT, BY_OBJECT_RECENT, BY_REASON, BY_TIME, OCCURRENCES, RECORDS,
+        name_key, object_key,
     },
 };
 use crate::{
@@ -285,23 +286,31 @@ impl Archive {
             _ => None,
         };
         let namespace = q.namespace.as_ref().or(permitted.as_ref());
-        // Candidates as (last_seen, seq), newest first, from the most selective index.
-        let keyed = match (namespace, &q.kind, &q.name, &q.reason) {
-            (Some(ns), Some(kind), Some(name), _) => Some((BY_OBJECT, object_key(ns, kind, name))),
-            (Some(ns), ..) => Some((BY_NAMESPACE, name_key(ns))),
-            (None, _, _, Some(reason)) => Some((BY_REASON, name_key(reason))),
-            _ => None,
+        // Candidates as (last_seen, seq), newest first, from the most selective index: the
+        // rows of each key asked for, merged.
+        let keyed: Vec<(Index, u64)> = match (namespace, &q.kind, &q.name, &q.reason, &q.namespaces)
+        {
+            (Some(ns), Some(kind), Some(name), ..) => {
+                let key = object_key(ns, kind, name);
+                vec![(BY_OBJECT, key), (BY_OBJECT_RECENT, key)]
+            }
+            (Some(ns), ..) => vec![(BY_NAMESPACE, name_key(ns))],
+            (None, .., Some(set)) if set.len() <= MAX_MERGED => {
+                set.iter().map(|ns| (BY_NAMESPACE, name_key(ns))).collect()
+            }
+            (None, _, _, Some(reason), _) => vec![(BY_REASON, name_key(reason))],
+            _ => Vec::new(),
         };
-        let merged = match (namespace, &q.namespaces) {
-            (None, Some(set)) if set.len() <= MAX_MERGED => Some(set),
-            _ => None,
-        };
-        let candidates: Candidates = if let Some(set) = merged {
-            let t = txn.open_table(BY_NAMESPACE)?;
-            let mut streams = Vec::with_capacity(set.len());
-            for ns in set.iter() {
-                let key = name_key(ns);
-                let range = t.range((key, since, 0)..=(key, top, top_seq))?;
+        let candidates: Candidates = if keyed.is_empty() {
+            let t = txn.open_table(BY_TIME)?;
+            let range = t.range((since, 0)..=(top, top_seq))?;
+            Box::new(range.rev().map(|r| Ok(r?.0.value())))
+        } else {
+            let mut streams = Vec::with_capacity(keyed.len());
+            for (index, key) in keyed {
+                let range = txn
+                    .open_table(index)?
+                    .range((key, since, 0)..=(key, top, top_seq))?;
                 let stream: Candidates = Box::new(range.rev().map(|r| {
                     let (_, ts, seq) = r?.0.value();
                     Ok((ts, seq))
@@ -309,17 +318,6 @@ impl Archive {
                 streams.push(stream.peekable());
             }
             newest_first(streams)
-        } else if let Some((index, key)) = keyed {
-            let t = txn.open_table(index)?;
-            let range = t.range((key, since, 0)..=(key, top, top_seq))?;
-            Box::new(range.rev().map(|r| {
-                let (_, ts, seq) = r?.0.value();
-                Ok((ts, seq))
-            }))
-        } else {
-            let t = txn.open_table(BY_TIME)?;
-            let range = t.range((since, 0)..=(top, top_seq))?;
-            Box::new(range.rev().map(|r| Ok(r?.0.value())))
         };
         let mut page = Page::default();
         for (scanned, candidate) in candidates.enumerate() {
@@ -349,6 +347,9 @@ impl Archive {
         Ok(page)
     }
 }
+
+/// An index keyed by (a hash, last_seen, seq).
+type Index = redb::TableDefinition<'static, (u64, u64, u64), ()>;
 
 /// Index rows as `(last_seen, seq)`, newest first.
 type Candidates = Box<dyn Iterator<Item = Result<(u64, u64)>>>;

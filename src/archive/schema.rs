@@ -15,8 +15,8 @@ use crate::{
 /// [`UPGRADABLE`].
 pub const SCHEMA_VERSION: u64 = 3;
 
-/// Older layouts this one reads as they are: version 2 lacks [`OCCURRENCES`], which starts
-/// empty. (A file once opened as version 3 is refused by the older exporter, which would not
+/// Older layouts this one reads as they are: version 2 lacks [`OCCURRENCES`] and
+/// [`BY_OBJECT_RECENT`], which start empty. (A file once opened as version 3 is refused by the older exporter, which would not
 /// see its occurrences.)
 pub const UPGRADABLE: u64 = 2;
 
@@ -41,6 +41,22 @@ pub const BY_NAMESPACE: TableDefinition<(u64, u64, u64), ()> = TableDefinition::
 /// record, so a hash collision costs a row read, never a wrong answer.
 pub const BY_OBJECT: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("by_object");
 
+/// Where [`BY_OBJECT`]'s new rows go first, in its layout. The object index is the one whose
+/// rows land at random places (by the object's hash), so a batch of 60,000 dirtied about as
+/// many of its pages; this table stays small, and its rows move into [`BY_OBJECT`] a slice of
+/// the key space at a time ([`OBJECT_SLICES`]), so each of those pages is rewritten once per
+/// many batches. A row is in one of the two tables; queries merge both.
+pub const BY_OBJECT_RECENT: TableDefinition<(u64, u64, u64), ()> =
+    TableDefinition::new("by_object_recent");
+
+/// [`BY_OBJECT_RECENT`] moves a slice into [`BY_OBJECT`] at a commit that leaves it with more
+/// rows than this.
+pub const OBJECT_RECENT_ROWS: u64 = 65_536;
+
+/// How many slices the object hashes are cut into; [`META`]'s `object_slice` is the next to
+/// move.
+pub const OBJECT_SLICES: u64 = 8;
+
 /// (hash of reason, last_seen µs, seq).
 pub const BY_REASON: TableDefinition<(u64, u64, u64), ()> = TableDefinition::new("by_reason");
 
@@ -62,7 +78,7 @@ pub const OUTBOX: TableDefinition<u64, u64> = TableDefinition::new("outbox");
 /// only the latest), however often it changes before it is shipped.
 pub const OUTBOX_SEQ: TableDefinition<u64, u64> = TableDefinition::new("outbox_seq");
 
-/// `schema` (the layout version) and `next_seq`.
+/// `schema` (the layout version), `next_seq` and `object_slice` (see [`OBJECT_SLICES`]).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The involved object's key in [`BY_OBJECT`].
