@@ -322,6 +322,11 @@ impl App {
         })
     }
 
+    /// Readiness and liveness, shared with the probes.
+    pub fn health(&self) -> Arc<Health> {
+        self.parts.state.health.clone()
+    }
+
     /// Runs until SIGTERM or SIGINT, or until a part fails.
     pub async fn run(self) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
