@@ -388,18 +388,15 @@ impl<'t> Tables<'t> {
     fn unindex_at(&mut self, seq: u64, k: &IndexKeys, t: u64) -> Result<()> {
         self.by_time.remove((t, seq))?;
         self.by_ns.remove((k.namespace, t, seq))?;
-        self.remove_object_rows(vec![(k.object, t, seq)])?;
+        self.remove_object_row((k.object, t, seq))?;
         self.by_reason.remove((k.reason, t, seq))?;
         Ok(())
     }
 
-    /// Removes object index rows, each from the table that has it.
-    fn remove_object_rows(&mut self, mut rows: Vec<(u64, u64, u64)>) -> Result<()> {
-        rows.sort_unstable();
-        for row in rows {
-            if self.by_object_recent.remove(row)?.is_none() {
-                self.by_object.remove(row)?;
-            }
+    /// Removes an object index row from the table that has it.
+    fn remove_object_row(&mut self, row: (u64, u64, u64)) -> Result<()> {
+        if self.by_object_recent.remove(row)?.is_none() {
+            self.by_object.remove(row)?;
         }
         Ok(())
     }
@@ -488,7 +485,11 @@ impl Tables<'_> {
     fn reindex(&mut self, removes: IndexEntries, inserts: IndexEntries) -> Result<()> {
         apply_sorted(&mut self.by_time, removes.time, inserts.time)?;
         apply_sorted(&mut self.by_ns, removes.ns, inserts.ns)?;
-        self.remove_object_rows(removes.object)?;
+        let mut gone = removes.object;
+        gone.sort_unstable();
+        for row in gone {
+            self.remove_object_row(row)?;
+        }
         apply_sorted(&mut self.by_object_recent, Vec::new(), inserts.object)?;
         apply_sorted(&mut self.by_reason, removes.reason, inserts.reason)
     }
