@@ -11,6 +11,7 @@ use kube_event_exporter::{
     archive::{
         Archive, Batch, LedgerEntry, OnCorruption,
         query::{Cursor, Query},
+        schema::OBJECT_RECENT_ROWS,
         writer::{WriterSettings, sweep},
     },
     event::{Event, EventType, ObjectRef, micros, uid_key},
@@ -149,7 +150,8 @@ fn every_object_answers_exactly(archive: &Archive, events: &[Event], namespace: 
     }
 }
 
-/// The object index's rows (`total`) are each in one of its two tables, the recent one small.
+/// The object index's rows (`total`) are each in one of its two tables, the recent one no bigger
+/// than its bound and one batch (1,000 rows).
 fn assert_object_rows_split(path: &std::path::Path, total: u64) {
     let db = redb::Database::open(path).expect("open");
     let txn = redb::ReadableDatabase::begin_read(&db).expect("txn");
@@ -160,7 +162,7 @@ fn assert_object_rows_split(path: &std::path::Path, total: u64) {
     let (settled, recent) = (rows("by_object"), rows("by_object_recent"));
     assert_eq!(settled + recent, total);
     assert!(
-        settled > 0 && recent <= 65_536 + 1000,
+        settled > 0 && recent <= OBJECT_RECENT_ROWS + 1000,
         "{settled} + {recent}"
     );
 }

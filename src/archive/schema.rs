@@ -16,8 +16,8 @@ use crate::{
 pub const SCHEMA_VERSION: u64 = 3;
 
 /// Older layouts this one reads as they are: version 2 lacks [`OCCURRENCES`] and
-/// [`BY_OBJECT_RECENT`], which start empty. (A file once opened as version 3 is refused by the older exporter, which would not
-/// see its occurrences.)
+/// [`BY_OBJECT_RECENT`], which start empty. (A file once opened as version 3 is refused by the
+/// older exporter, which would not see what those two tables hold.)
 pub const UPGRADABLE: u64 = 2;
 
 /// seq → the record ([`super::record`] encoding, uid included).
