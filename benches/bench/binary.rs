@@ -6,9 +6,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use jiff::Timestamp;
+use kube_event_exporter::source::wire::{self, Shape};
+
 use crate::{
     common::{
-        REASONS, child_status, core_event, cpu_seconds, mib, percentile, process_cpu_seconds, quick,
+        REASONS, avg_len, child_status, core_event, cpu_seconds, floor_decode_us, mib, percentile,
+        process_cpu_seconds, quick,
     },
     support::{
         Exporter,
@@ -138,34 +142,68 @@ pub async fn end_to_end() -> BTreeMap<&'static str, f64> {
     let pid = exporter.pid().to_string();
     let cpu0 = process_cpu_seconds(&pid);
     let t0 = Instant::now();
+    let mut names = Vec::with_capacity(n);
     for i in 0..n {
-        fake.create(&new_event(
-            &format!("ns-{}", i % 20),
+        let ns = format!("ns-{}", i % 20);
+        let name = fake.create(&new_event(
+            &ns,
             "Pod",
             &format!("p-{}", i % PODS),
             REASONS[i % 8],
             "Warning",
             1,
         ));
+        names.push((ns, name));
         if i % 500 == 0 {
             tokio::task::yield_now().await;
         }
     }
     let offered = t0.elapsed().as_secs_f64();
-    loop {
-        let s = exporter.metrics().await;
-        let counted: u64 = s.event_totals().values().sum();
-        if counted as usize >= n
-            && s.value("kube_event_exporter_archive_writes_total") as usize >= n
-        {
-            break;
+    let settled = |want: usize| {
+        let exporter = &exporter;
+        async move {
+            loop {
+                let s = exporter.metrics().await;
+                let counted: u64 = s.event_totals().values().sum();
+                if counted as usize >= want
+                    && s.value("kube_event_exporter_archive_writes_total") as usize >= want
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    settled(n).await;
     let throughput = n as f64 / t0.elapsed().as_secs_f64();
     // The exporter's own CPU: watch decode, pipeline, archive commits, and its share of
     // answering the /metrics polls above.
     let cpu_us_per_event = (process_cpu_seconds(&pid) - cpu0) * 1e6 / n as f64;
+
+    // Each event once more, its count raised to 2: CPU per count update.
+    let cpu0 = process_cpu_seconds(&pid);
+    for (i, (ns, name)) in names.iter().enumerate() {
+        fake.set_count(ns, name, 2);
+        if i % 500 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    settled(2 * n).await;
+    let cpu_us_per_update = (process_cpu_seconds(&pid) - cpu0) * 1e6 / n as f64;
+
+    // The floor: the lean decode of the same watch lines in this process, as the exporter
+    // reads them (into its buffer, stripped of managedFields).
+    let lines: Vec<String> = names
+        .iter()
+        .take(2_000)
+        .map(|(ns, name)| {
+            let object = fake.get("events", ns, name).expect("the event");
+            serde_json::json!({"type": "ADDED", "object": object}).to_string()
+        })
+        .collect();
+    let floor_decode_us = floor_decode_us(&lines, |line| {
+        wire::watch_line(line, Shape::CoreV1, Timestamp::now()).is_ok()
+    });
 
     // Lag at a fixed offered rate: 500 events/s for a few seconds, sampled every 50th event.
     let rate = 500.0;
@@ -196,6 +234,9 @@ pub async fn end_to_end() -> BTreeMap<&'static str, f64> {
     BTreeMap::from([
         ("events_per_s", throughput),
         ("exporter_cpu_us_per_event", cpu_us_per_event),
+        ("exporter_cpu_us_per_count_update", cpu_us_per_update),
+        ("floor_event_decode_us", floor_decode_us),
+        ("event_line_bytes_avg", avg_len(&lines)),
         ("offered_per_s", n as f64 / offered),
         ("lag_p50_ms", percentile(&lags, 0.5).as_secs_f64() * 1e3),
         ("lag_p99_ms", percentile(&lags, 0.99).as_secs_f64() * 1e3),

@@ -13,7 +13,7 @@ use kube_event_exporter::source::objects::Resource;
 use serde_json::{Value, json};
 
 use crate::{
-    common::{child_status, mib, process_cpu_seconds, quick},
+    common::{child_status, floor_decode_us, mib, process_cpu_seconds, quick},
     support::{
         Exporter,
         fake_apiserver::FakeApiServer,
@@ -71,14 +71,7 @@ pub async fn pods() -> BTreeMap<&'static str, f64> {
         fake.apply("pods", p);
     }
     // The floor: the lean decode of such watch lines, in this process.
-    let rounds = 20;
-    let t = Instant::now();
-    for _ in 0..rounds {
-        for line in &lines {
-            std::hint::black_box(Resource::Pods.watch_line(line.as_bytes()).expect("a Pod"));
-        }
-    }
-    let decode_us = t.elapsed().as_secs_f64() * 1e6 / (rounds * lines.len()) as f64;
+    let decode_us = floor_decode_us(&lines, |line| Resource::Pods.watch_line(line).is_ok());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (without, _) = exporter(&fake, dir.path(), &["--no-workloads"]).await;

@@ -440,7 +440,13 @@ impl WatchStream {
                 .request
                 .list(&params)
                 .map_err(|e| StreamError::RequestFailed(kube::Error::BuildRequest(e)))?;
-            let text = self.client.request_text(request).await.map_err(classify)?;
+            let mut text = self
+                .client
+                .request_text(request)
+                .await
+                .map_err(classify)?
+                .into_bytes();
+            wire::strip_managed_fields(&mut text);
             let (items, resource_version, continue_) = match self.kind {
                 StreamKind::Events(shape) => {
                     let page = wire::list_page(&text, shape, Timestamp::now())
@@ -603,7 +609,7 @@ impl WatchStream {
                 self.flush(&mut batch, resource_version.as_deref()).await?;
                 return Ok(());
             }
-            let item = self.decode_line(&line);
+            let item = self.decode_line(&mut line);
             line.clear();
             let Some(item) = item else {
                 continue;
@@ -640,10 +646,11 @@ impl WatchStream {
     }
 
     /// Decodes one watch line; `None` for a blank one or one that does not decode (counted).
-    fn decode_line(&self, line: &[u8]) -> Option<WatchItem<Item>> {
+    fn decode_line(&self, line: &mut Vec<u8>) -> Option<WatchItem<Item>> {
         if line.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
+        wire::strip_managed_fields(line);
         let decoded = match self.kind {
             StreamKind::Events(shape) => wire::watch_line(line, shape, Timestamp::now())
                 .map(|i| i.map(|e| Item::Event(Box::new(e)))),
