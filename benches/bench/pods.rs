@@ -71,7 +71,9 @@ pub async fn pods() -> BTreeMap<&'static str, f64> {
         fake.apply("pods", p);
     }
     // The floor: the lean decode of such watch lines, in this process.
-    let decode_us = floor_decode_us(&lines, |line| Resource::Pods.watch_line(line).is_ok());
+    let decode_us = floor_decode_us(&lines, Resource::Pods.unread_arrays(), |line| {
+        Resource::Pods.watch_line(line).is_ok()
+    });
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (without, _) = exporter(&fake, dir.path(), &["--no-workloads"]).await;

@@ -296,6 +296,16 @@ enum StreamKind {
     Objects(Resource),
 }
 
+impl StreamKind {
+    /// The arrays its decoder never reads, cut before it reads (see [`wire::strip_arrays`]).
+    fn unread_arrays(self) -> &'static [&'static str] {
+        match self {
+            Self::Events(_) => wire::EVENT_UNREAD,
+            Self::Objects(r) => r.unread_arrays(),
+        }
+    }
+}
+
 /// One decoded item of either kind of stream.
 enum Item {
     Event(Box<Event>),
@@ -446,7 +456,7 @@ impl WatchStream {
                 .await
                 .map_err(classify)?
                 .into_bytes();
-            wire::strip_managed_fields(&mut text);
+            wire::strip_arrays(&mut text, self.kind.unread_arrays());
             let (items, resource_version, continue_) = match self.kind {
                 StreamKind::Events(shape) => {
                     let page = wire::list_page(&text, shape, Timestamp::now())
@@ -650,7 +660,7 @@ impl WatchStream {
         if line.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
-        wire::strip_managed_fields(line);
+        wire::strip_arrays(line, self.kind.unread_arrays());
         let decoded = match self.kind {
             StreamKind::Events(shape) => wire::watch_line(line, shape, Timestamp::now())
                 .map(|i| i.map(|e| Item::Event(Box::new(e)))),

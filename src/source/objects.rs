@@ -148,6 +148,25 @@ impl Resource {
         }
     }
 
+    /// The keys whose array values its decoder never reads, at any depth: cut before it reads
+    /// (see [`super::wire::strip_arrays`]). Of a Pod: all but 1 KB of a typical 6 KB.
+    pub fn unread_arrays(self) -> &'static [&'static str] {
+        const UNREAD: [&str; 7] = [
+            "managedFields",
+            "containers",
+            "initContainers",
+            "ephemeralContainers",
+            "volumes",
+            "tolerations",
+            // A Deployment's are read: its progress.
+            "conditions",
+        ];
+        match self {
+            Self::Pods | Self::ReplicaSets | Self::Jobs => &UNREAD,
+            Self::Deployments => &UNREAD[..6],
+        }
+    }
+
     /// Decodes one watch line of this resource in one pass over it.
     pub fn watch_line(self, line: &[u8]) -> serde_json::Result<WatchItem<KubeObject>> {
         let decoded = match self {

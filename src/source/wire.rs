@@ -399,33 +399,48 @@ pub fn object_list_page<T>(
     })
 }
 
-/// Cuts the content out of every `"managedFields":[…]` array in `json`, in place and in one
-/// pass. The exporter reads nothing in them, and they are up to half of an object's bytes (2.9
-/// KB of a typical Pod's 6.1) and most of its tokens: skipped here with a byte loop rather than
-/// token by token by the decoder.
+/// The keys whose array values the Event decoder never reads, at any depth.
+pub const EVENT_UNREAD: &[&str] = &["managedFields"];
+
+/// Cuts the content out of every array under one of `keys` in `json`, in place and in one pass:
+/// arrays a decoder never reads, such as `managedFields`, up to half of an object's bytes (2.9
+/// KB of a typical Pod's 6.1) and most of its tokens. They are skipped here with a byte loop,
+/// not token by token by the decoder.
 ///
-/// A key is recognised only where the API server's compact JSON puts one: right after `{` or
-/// `,`, its array right after the colon. Inside a string those bytes cannot occur (its quotes
-/// would be escaped), so nothing else is ever cut. An array that does not end is left as it is,
+/// A key is recognised only where the API server's compact JSON puts one: `"key":[` right after
+/// `{` or `,`. Inside a string those bytes cannot occur (its quotes would be escaped), so
+/// nothing else is ever cut. An array that does not end is left as it is, with all that follows,
 /// for the decoder to report; what is inside an array that ends is not checked.
-pub fn strip_managed_fields(json: &mut Vec<u8>) {
-    const KEY: &[u8] = b"\"managedFields\":[";
+pub fn strip_arrays(json: &mut Vec<u8>, keys: &[&str]) {
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(KEY));
-    let (mut read, mut write) = (0, 0);
-    while let Some(found) = FINDER.find(&json[read..]) {
-        let at = read + found;
-        let open = at + KEY.len();
-        let keyed = at > 0 && matches!(json[at - 1], b'{' | b',');
-        // Kept: everything up to and including the `[`; then on from the `]` if there is one.
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\":["));
+    let (mut read, mut write, mut from) = (0, 0, 0);
+    while let Some(found) = FINDER.find(&json[from..]) {
+        // `quote` closes the key; the array's content starts at `open`.
+        let quote = from + found;
+        let open = quote + 3;
+        from = open;
+        let key = &json[..quote];
+        let unread = keys.iter().any(|k| {
+            let n = k.len();
+            key.ends_with(k.as_bytes())
+                && key.len() >= n + 2
+                && key[key.len() - n - 1] == b'"'
+                && matches!(key[key.len() - n - 2], b'{' | b',')
+        });
+        if !unread {
+            continue;
+        }
+        let Some(close) = array_end(json, open) else {
+            break;
+        };
+        // Kept: everything up to and including the `[`; then on from the `]`.
         if read != write {
             json.copy_within(read..open, write);
         }
         write += open - read;
-        read = match keyed.then(|| array_end(json, open)).flatten() {
-            Some(close) => close,
-            None => open,
-        };
+        read = close;
+        from = close;
     }
     if read != write {
         json.copy_within(read.., write);
@@ -599,17 +614,18 @@ mod tests {
 
     fn stripped(json: &str) -> String {
         let mut bytes = json.as_bytes().to_vec();
-        strip_managed_fields(&mut bytes);
+        strip_arrays(&mut bytes, &["managedFields", "conditions"]);
         String::from_utf8(bytes).unwrap()
     }
 
     #[test]
-    fn managed_fields_are_cut_where_they_are_keys_only() {
-        // Brackets and escaped quotes inside the array's strings; two objects in a list.
-        let list = r#"{"items":[{"metadata":{"managedFields":[{"f:a":{"k:{\"name\":\"]\"}":{}}},"\\"],"name":"a"}},{"metadata":{"name":"b","managedFields":[[],{}]}}]}"#;
+    fn unread_arrays_are_cut_where_they_are_keys_only() {
+        // Brackets and escaped quotes inside the arrays' strings; two objects in a list; keys
+        // that only end like one of the keys, or are not among them.
+        let list = r#"{"items":[{"metadata":{"managedFields":[{"f:a":{"k:{\"name\":\"]\"}":{}}},"\\"],"name":"a"}},{"metadata":{"name":"b","managedFields":[[],{}]},"conditions":[{"a":"]"}],"xconditions":[1],"x\"conditions":[2]}]}"#;
         assert_eq!(
             stripped(list),
-            r#"{"items":[{"metadata":{"managedFields":[],"name":"a"}},{"metadata":{"name":"b","managedFields":[]}}]}"#
+            r#"{"items":[{"metadata":{"managedFields":[],"name":"a"}},{"metadata":{"name":"b","managedFields":[]},"conditions":[],"xconditions":[1],"x\"conditions":[2]}]}"#
         );
         for kept in [
             // In a string: its quotes are escaped.
