@@ -4,6 +4,7 @@
 
 use std::{collections::BTreeMap, process::Command, time::Duration};
 
+use kube_event_exporter::ship::BATCH_ROWS;
 use serde_json::Value;
 
 use crate::support::{
@@ -122,9 +123,9 @@ async fn start(
         "--cluster-name",
         "prod",
         "--archive-namespace-burst",
-        "10000",
+        "100000",
         "--archive-burst",
-        "10000",
+        "100000",
     ];
     args.extend_from_slice(extra);
     let exporter = Exporter::start(&args).await;
@@ -251,7 +252,8 @@ async fn a_sigkill_mid_shipping_loses_nothing_and_shows_nothing_twice() {
     let fake = FakeApiServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut m = Model::default();
-    let n = 8_000;
+    // More than one batch, so the kill comes between batches or inside one.
+    let n = BATCH_ROWS * 8 / 5;
     for i in 0..n {
         m.create(
             &fake,
